@@ -1,1 +1,19 @@
+//! A virtual secure element that speaks the SmartCard-HSM command set.
+//!
+//! [`Applet`] is the sans-io core: APDU bytes in, response APDU bytes out. Persistence goes
+//! through the [`Persist`] trait (the sealed, atomically written [`StateFile`] in production);
+//! transports (vpcd, T=1) are thin adapters around [`Applet::transmit`].
 #![forbid(unsafe_code)]
+
+mod applet;
+pub mod crypto;
+pub mod dev_pki;
+mod keygen;
+mod ops;
+mod pin;
+pub mod state;
+pub mod storage;
+pub mod vpcd;
+
+pub use applet::{ATR, AID, Applet, MemoryStore, Persist, VERSION};
+pub use storage::{StateFile, StorageError, read_snapshot};

@@ -1,1 +1,50 @@
-fn main() {}
+//! `keyward`: the command-line tool (secure elements, benchmarks, the demo).
+#![forbid(unsafe_code)]
+
+mod bench;
+mod demo;
+mod se;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "keyward", version, about = "Keys into IoT secure elements, and kept there")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Virtual secure elements.
+    #[command(subcommand)]
+    Se(se::SeCommand),
+    /// Benchmarks against named peers.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+    /// The main job: an end-to-end run on embedded defaults.
+    Demo(demo::DemoArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("KEYWARD_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Se(cmd) => se::run(cmd),
+        Command::Bench(cmd) => bench::run(cmd),
+        Command::Demo(args) => demo::run(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("keyward: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,111 @@
+use getrandom::SysRng;
+use rsa::hazmat::rsa_decrypt_and_check;
+use rsa::traits::{PrivateKeyParts, PublicKeyParts};
+use rsa::{BoxedUint, Pkcs1v15Sign, PrivateKey, Pss};
+use zeroize::Zeroizing;
+
+use super::{CryptoError, HashAlg};
+
+/// An RSA private key.
+pub struct RsaKey(PrivateKey);
+
+/// The RSA sizes the SmartCard-HSM generates.
+pub const RSA_SIZES: [usize; 5] = [1024, 1536, 2048, 3072, 4096];
+
+/// Private parts of a key as big-endian bytes: `(n, e, d, p, q)`.
+pub type RsaParts = (Vec<u8>, Vec<u8>, Zeroizing<Vec<u8>>, Zeroizing<Vec<u8>>, Zeroizing<Vec<u8>>);
+
+impl RsaKey {
+    pub fn generate(bits: usize) -> Result<Self, CryptoError> {
+        if !RSA_SIZES.contains(&bits) {
+            return Err(CryptoError::UnsupportedSize);
+        }
+        PrivateKey::new(&mut SysRng, bits).map(Self).map_err(|_| CryptoError::Failed)
+    }
+
+    pub fn from_parts(n: &[u8], e: &[u8], d: &[u8], p: &[u8], q: &[u8]) -> Result<Self, CryptoError> {
+        let nb = BoxedUint::from_be_slice_vartime;
+        let mut key = PrivateKey::from_components(nb(n), nb(e), nb(d), vec![nb(p), nb(q)])
+            .map_err(|_| CryptoError::InvalidKey)?;
+        key.precompute().map_err(|_| CryptoError::InvalidKey)?;
+        Ok(Self(key))
+    }
+
+    pub fn parts(&self) -> Result<RsaParts, CryptoError> {
+        let [p, q] = self.0.primes() else { return Err(CryptoError::InvalidKey) };
+        Ok((
+            self.0.n_bytes().to_vec(),
+            self.0.e_bytes().to_vec(),
+            Zeroizing::new(self.0.d().to_be_bytes_trimmed_vartime().to_vec()),
+            Zeroizing::new(p.to_be_bytes_trimmed_vartime().to_vec()),
+            Zeroizing::new(q.to_be_bytes_trimmed_vartime().to_vec()),
+        ))
+    }
+
+    /// Modulus length in bytes.
+    pub fn size(&self) -> usize {
+        self.0.size()
+    }
+
+    pub fn bits(&self) -> usize {
+        self.size() * 8
+    }
+
+    pub fn modulus(&self) -> Vec<u8> {
+        self.0.n_bytes().to_vec()
+    }
+
+    pub fn exponent(&self) -> Vec<u8> {
+        self.0.e_bytes().to_vec()
+    }
+
+    /// The raw private operation `c^d mod n` on a block of modulus length (shorter input is
+    /// taken as a left-padded number), with blinding and a fault check.
+    pub fn raw_private(&self, block: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        if block.len() > self.size() {
+            return Err(CryptoError::InvalidInput);
+        }
+        let c = BoxedUint::from_be_slice(block, self.0.n_bits_precision()).map_err(|_| CryptoError::InvalidInput)?;
+        let m = rsa_decrypt_and_check(&self.0, Some(&mut SysRng), &c).map_err(|_| CryptoError::InvalidInput)?;
+        let bytes = Zeroizing::new(m.to_be_bytes().to_vec());
+        let len = self.size();
+        let tail = &bytes[bytes.len().saturating_sub(len)..];
+        let mut out = Zeroizing::new(vec![0u8; len - tail.len()]);
+        out.extend_from_slice(tail);
+        Ok(out)
+    }
+
+    /// PKCS#1 v1.5 signature over a complete DigestInfo (or any short prefix-free input).
+    pub fn sign_pkcs1_digest_info(&self, digest_info: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        self.0
+            .sign_with_rng(&mut SysRng, Pkcs1v15Sign::new_unprefixed(), digest_info)
+            .map_err(|_| CryptoError::InvalidInput)
+    }
+
+    /// PKCS#1 v1.5 signature over a hash, adding the DigestInfo prefix of `hash`.
+    pub fn sign_pkcs1(&self, hash: HashAlg, digest: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        let scheme = match hash {
+            HashAlg::Sha1 => Pkcs1v15Sign::new::<sha1::Sha1>(),
+            HashAlg::Sha224 => Pkcs1v15Sign::new::<sha2::Sha224>(),
+            HashAlg::Sha256 => Pkcs1v15Sign::new::<sha2::Sha256>(),
+            HashAlg::Sha384 => Pkcs1v15Sign::new::<sha2::Sha384>(),
+            HashAlg::Sha512 => Pkcs1v15Sign::new::<sha2::Sha512>(),
+        };
+        self.0.sign_with_rng(&mut SysRng, scheme, digest).map_err(|_| CryptoError::InvalidInput)
+    }
+
+    /// RSASSA-PSS over a hash, MGF1 with the same hash, salt length = hash length.
+    pub fn sign_pss(&self, hash: HashAlg, digest: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        if digest.len() != hash.output_len() {
+            return Err(CryptoError::InvalidInput);
+        }
+        let r = match hash {
+            HashAlg::Sha1 => self.0.sign_with_rng(&mut SysRng, Pss::<sha1::Sha1>::new(), digest),
+            HashAlg::Sha224 => self.0.sign_with_rng(&mut SysRng, Pss::<sha2::Sha224>::new(), digest),
+            HashAlg::Sha256 => self.0.sign_with_rng(&mut SysRng, Pss::<sha2::Sha256>::new(), digest),
+            HashAlg::Sha384 => self.0.sign_with_rng(&mut SysRng, Pss::<sha2::Sha384>::new(), digest),
+            HashAlg::Sha512 => self.0.sign_with_rng(&mut SysRng, Pss::<sha2::Sha512>::new(), digest),
+        };
+        r.map_err(|_| CryptoError::InvalidInput)
+    }
+}

@@ -1,0 +1,145 @@
+//! Everything the element remembers across power cycles. Serialized (as JSON) only inside the
+//! sealed state file; secret fields are zeroized when dropped.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+use crate::crypto::Curve;
+
+/// The persistent state of one element.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct State {
+    /// PrK.DevAut and the identity bound to it; survives re-initialization.
+    pub device: DeviceKey,
+    /// `None` until the first INITIALIZE DEVICE.
+    pub config: Option<Config>,
+    /// Key objects by key id (`CCxx`); key 00 is the device key held in `device`.
+    pub keys: BTreeMap<u8, KeyObject>,
+    /// Elementary files by FID (EF.C_DevAut 2F02 among them).
+    pub files: BTreeMap<u16, HexBytes>,
+}
+
+impl State {
+    /// Decodes the sealed JSON of a given format version, upgrading older versions.
+    pub fn from_versioned_json(version: u32, json: &[u8]) -> Result<Self, serde_json::Error> {
+        // Version 1 is the first format; later versions add their upgrade steps here.
+        let _ = version;
+        serde_json::from_slice(json)
+    }
+}
+
+/// Bytes serialized as hex.
+#[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct HexBytes(#[serde(with = "hex::serde")] pub Vec<u8>);
+
+impl std::fmt::Debug for HexBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} bytes", self.0.len())
+    }
+}
+
+/// Secret bytes serialized as hex, zeroized on drop and never printed.
+#[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
+#[serde(transparent)]
+pub struct SecretBytes(#[serde(with = "hex::serde")] pub Vec<u8>);
+
+impl SecretBytes {
+    pub fn new(v: Vec<u8>) -> Self {
+        Self(v)
+    }
+
+    pub fn from_zeroizing(v: Zeroizing<Vec<u8>>) -> Self {
+        Self(v.to_vec())
+    }
+}
+
+impl std::fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<secret>")
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeviceKey {
+    pub curve: Curve,
+    pub private: SecretBytes,
+    /// CHR of the device certificate (device id), e.g. `KWD1A2B3C4D00001`.
+    pub chr: String,
+}
+
+/// Configuration set by INITIALIZE DEVICE.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Config {
+    pub options: u16,
+    pub user_pin: Option<Pin>,
+    pub so_pin: Pin,
+    /// DKEK share count from tag `92` (None: no DKEK).
+    pub dkek_shares: Option<u8>,
+    /// DKEK share import progress.
+    #[serde(default)]
+    pub dkek: Option<Dkek>,
+    /// Public-key authentication `(m, n)` from tag `93`, recorded for that feature.
+    #[serde(default)]
+    pub pka: Option<(u8, u8)>,
+}
+
+impl Config {
+    pub const OPT_RESET_RETRY_COUNTER: u16 = 0x0001;
+    pub const OPT_TRANSPORT_PIN: u16 = 0x0002;
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Dkek {
+    pub outstanding: u8,
+    pub value: SecretBytes,
+}
+
+/// A PIN: salted SHA-256 of the value, its length, and the retry counter.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Pin {
+    pub salt: HexBytes,
+    pub hash: SecretBytes,
+    pub length: u8,
+    pub max_retries: u8,
+    pub retries_left: u8,
+    /// Transport-PIN state: must be changed before it can be used.
+    #[serde(default)]
+    pub transport: bool,
+}
+
+/// A key object and its usage controls.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyObject {
+    pub material: KeyMaterial,
+    /// Remaining uses (tag `90`); `None` = unlimited.
+    pub use_counter: Option<u32>,
+    /// Allowed algorithm ids (tag `91`); `None` = every algorithm valid for the key type.
+    pub algorithms: Option<HexBytes>,
+    /// Key domain (tag `92`).
+    pub domain: Option<u8>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum KeyMaterial {
+    Rsa {
+        /// Modulus and public exponent (public).
+        n: HexBytes,
+        e: HexBytes,
+        d: SecretBytes,
+        p: SecretBytes,
+        q: SecretBytes,
+    },
+    Ec {
+        curve: Curve,
+        private: SecretBytes,
+        /// Uncompressed public point.
+        public: HexBytes,
+    },
+    Aes {
+        key: SecretBytes,
+    },
+}
