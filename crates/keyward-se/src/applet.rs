@@ -21,8 +21,9 @@ pub const ATR: &[u8] = &[
 /// Applet version reported in the FCP and the INITIALIZE status (major, minor).
 pub const VERSION: (u8, u8) = (4, 0);
 
-/// Applet type byte in the FCP: `00` = SmartCard-HSM applet for JCOP.
-const APPLET_TYPE: u8 = 0x00;
+/// Applet type byte in the FCP. `00` would be CardContact's applet for JCOP and `01` its demo
+/// applet; this element is neither, so OpenSC names it "SmartCard-HSM version M.m".
+const APPLET_TYPE: u8 = 0x02;
 
 /// Fixed file identifiers.
 pub(crate) mod fid {
@@ -214,7 +215,8 @@ impl<P: Persist> Applet<P> {
                 self.session.current_ef = Some(fid);
                 Ok(Response::ok(if want_fcp { fcp } else { Vec::new() }))
             }
-            0x00 | 0x02 => Err(Sw::FILE_NOT_FOUND),
+            // No DF hierarchy: path selection (08/09) finds nothing, like unknown FIDs.
+            0x00 | 0x02 | 0x08 | 0x09 => Err(Sw::FILE_NOT_FOUND),
             _ => Err(Sw::INCORRECT_P1P2),
         }
     }

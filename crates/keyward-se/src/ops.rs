@@ -48,8 +48,12 @@ impl<P: Persist> Applet<P> {
             (PrivateKey::Rsa(k), 0x30) => k.sign_pkcs1_digest_info(data).map_err(input_error)?,
             (PrivateKey::Rsa(k), 0x31..=0x35) => k.sign_pkcs1(hash()?, &hash()?.digest(data)).map_err(input_error)?,
             (PrivateKey::Rsa(k), 0x40) => {
-                let h = HashAlg::from_output_len(data.len()).ok_or(Sw::WRONG_DATA)?;
-                k.sign_pss(h, data).map_err(input_error)?
+                // A bare hash, or (as OpenSC 0.22/0.23 send for CKM_SHAxxx_RSA_PKCS_PSS) a DigestInfo.
+                let (h, digest) = match HashAlg::from_output_len(data.len()) {
+                    Some(h) => (h, data),
+                    None => HashAlg::split_digest_info(data).ok_or(Sw::WRONG_DATA)?,
+                };
+                k.sign_pss(h, digest).map_err(input_error)?
             }
             (PrivateKey::Rsa(k), 0x41..=0x45) => k.sign_pss(hash()?, &hash()?.digest(data)).map_err(input_error)?,
             (PrivateKey::Ec(k), 0x70) => k.sign_prehash_der(data).map_err(input_error)?,

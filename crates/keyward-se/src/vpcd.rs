@@ -62,8 +62,6 @@ fn serve_connection<P: Persist>(applet: &mut Applet<P>, mut stream: TcpStream, s
         if !read_full(&mut stream, &mut payload, stop)? {
             return Ok(());
         }
-        // Linux clears TCP_QUICKACK after use; without it every round trip waits for a delayed ACK.
-        let _ = SockRef::from(&stream).set_tcp_quickack(true);
         let reply = match payload.as_slice() {
             [POWER_OFF] | [POWER_ON] | [RESET] => {
                 applet.reset();
@@ -94,7 +92,12 @@ fn read_full(stream: &mut TcpStream, buf: &mut [u8], stop: &AtomicBool) -> io::R
     while got < buf.len() {
         match stream.read(&mut buf[got..]) {
             Ok(0) => return Ok(false),
-            Ok(n) => got += n,
+            Ok(n) => {
+                got += n;
+                // vpcd writes length and payload separately; Linux clears TCP_QUICKACK after use, and
+                // without it every round trip waits ~40 ms for a delayed ACK.
+                let _ = SockRef::from(&*stream).set_tcp_quickack(true);
+            }
             Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
                 if stop.load(Ordering::Relaxed) {
                     return Ok(false);

@@ -210,9 +210,22 @@ impl EcKey {
         &self.public
     }
 
-    /// ECDSA over a supplied hash; DER-encoded signature.
+    /// ECDSA over a supplied hash; DER `SEQUENCE { r, s }` with both integers at full field
+    /// length (plus a `00` where the sign bit is set), as the SmartCard-HSM answers. OpenSC infers
+    /// the field size from this length, which minimal DER would make ambiguous.
     pub fn sign_prehash_der(&self, hash: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        with_curve!(self.curve, C => sign::<C>(&self.private, hash).map(|s| s.to_der().as_bytes().to_vec()))
+        let plain = self.sign_prehash_plain(hash)?;
+        let (r, s) = plain.split_at(plain.len() / 2);
+        let mut seq = Vec::with_capacity(plain.len() + 8);
+        for half in [r, s] {
+            let mut int = Vec::with_capacity(half.len() + 1);
+            if half.first().is_some_and(|b| b & 0x80 != 0) {
+                int.push(0);
+            }
+            int.extend_from_slice(half);
+            keyward_apdu::tlv::write(&mut seq, 0x02, &int).map_err(|_| CryptoError::Failed)?;
+        }
+        keyward_apdu::tlv::encode(0x30, &seq).map_err(|_| CryptoError::Failed)
     }
 
     /// ECDSA over a supplied hash; plain `r‖s` (TR-03111) signature.
