@@ -168,10 +168,8 @@ impl Command {
         if self.data.len() > 65535 {
             return Err(ApduError::DataTooLong(self.data.len()));
         }
-        if let Some(le) = self.le {
-            if !(1..=65536).contains(&le) {
-                return Err(ApduError::LeOutOfRange(le));
-            }
+        if let Some(le) = self.le.filter(|le| !(1..=65536).contains(le)) {
+            return Err(ApduError::LeOutOfRange(le));
         }
         let mut out = Vec::with_capacity(self.data.len() + 9);
         out.extend_from_slice(&[self.cla, self.ins, self.p1, self.p2]);

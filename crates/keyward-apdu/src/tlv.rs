@@ -70,7 +70,9 @@ pub fn parse_length(input: &[u8]) -> Result<(usize, &[u8]), ApduError> {
         return Err(ApduError::TlvTruncated);
     }
     let (bytes, rest) = rest.split_at(n);
-    let len = bytes.iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+    let len = bytes
+        .iter()
+        .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
     Ok((len, rest))
 }
 

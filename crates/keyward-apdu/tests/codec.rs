@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Test vectors and properties for the APDU and BER-TLV codecs.
 
 use keyward_apdu::tlv::{self, Tag, Tlv};
@@ -64,17 +65,27 @@ fn command_rejects_malformed() {
         CommandView::parse(hex("00200081 000002 31 32 00")),
         Err(ApduError::LengthMismatch)
     );
-    assert_eq!(CommandView::parse(hex("00200081 00 31")), Err(ApduError::LengthMismatch));
+    assert_eq!(
+        CommandView::parse(hex("00200081 00 31")),
+        Err(ApduError::LengthMismatch)
+    );
 }
 
 #[test]
 fn encode_picks_short_or_extended() {
-    let short = Command::new(0, 0xB1, 0x2F, 0x02).with_data(vec![0x54, 2, 0, 0]).with_le(256);
+    let short = Command::new(0, 0xB1, 0x2F, 0x02)
+        .with_data(vec![0x54, 2, 0, 0])
+        .with_le(256);
     assert_eq!(short.encode().unwrap(), hex("00B12F02 04 54020000 00"));
-    let long = Command::new(0, 0xB1, 0x2F, 0x02).with_data(vec![0x54, 2, 0, 0]).with_le(65536);
-    assert_eq!(long.encode().unwrap(), hex("00B12F02 00 0004 54020000 0000"));
+    let long = Command::new(0, 0xB1, 0x2F, 0x02)
+        .with_data(vec![0x54, 2, 0, 0])
+        .with_le(65536);
+    assert_eq!(
+        long.encode().unwrap(),
+        hex("00B12F02 00 0004 54020000 0000")
+    );
     let big = Command::new(0x80, 0x68, 1, 0x20).with_data(vec![0xAB; 256]);
-    assert_eq!(&big.encode().unwrap()[..7], &hex("8068012000 0100")[..]);
+    assert_eq!(&big.encode().unwrap()[..7], hex("8068012000 0100"));
     assert!(matches!(
         Command::new(0, 0, 0, 0).with_le(0).encode(),
         Err(ApduError::LeOutOfRange(0))
@@ -114,26 +125,46 @@ fn tlv_vectors() {
 
     // Three-byte tag, 82 and 83 length forms.
     let t = Tlv::parse_exact(hex("5F8101 82 0002 AABB")).unwrap();
-    assert_eq!((t.tag, t.value), (Tag(0x5F8101), &hex("AABB")[..]));
+    assert_eq!((t.tag, t.value), (Tag(0x5F8101), hex("AABB")));
     let t = Tlv::parse_exact(hex("04 83 000001 AA")).unwrap();
     assert_eq!(t.value, &[0xAA]);
 }
 
 #[test]
 fn tlv_rejects_malformed() {
-    assert_eq!(Tlv::parse_exact(hex("53 03 0102")), Err(ApduError::TlvTruncated));
-    assert_eq!(Tlv::parse_exact(hex("53 01 01 00")), Err(ApduError::TlvTrailingData));
-    assert_eq!(Tlv::parse_exact(hex("53 80 00 00")), Err(ApduError::TlvBadLength(0x80)));
-    assert_eq!(Tlv::parse_exact(hex("53 84 00000001 00")), Err(ApduError::TlvBadLength(0x84)));
-    assert_eq!(Tlv::parse_exact(hex("5F 81 81 81 01 00")), Err(ApduError::TlvTagTooLong));
+    assert_eq!(
+        Tlv::parse_exact(hex("53 03 0102")),
+        Err(ApduError::TlvTruncated)
+    );
+    assert_eq!(
+        Tlv::parse_exact(hex("53 01 01 00")),
+        Err(ApduError::TlvTrailingData)
+    );
+    assert_eq!(
+        Tlv::parse_exact(hex("53 80 00 00")),
+        Err(ApduError::TlvBadLength(0x80))
+    );
+    assert_eq!(
+        Tlv::parse_exact(hex("53 84 00000001 00")),
+        Err(ApduError::TlvBadLength(0x84))
+    );
+    assert_eq!(
+        Tlv::parse_exact(hex("5F 81 81 81 01 00")),
+        Err(ApduError::TlvTagTooLong)
+    );
     assert_eq!(Tlv::parse_exact(hex("5F")), Err(ApduError::TlvTruncated));
-    assert_eq!(tlv::parse_all(hex("8001AA 81")), Err(ApduError::TlvTruncated));
+    assert_eq!(
+        tlv::parse_all(hex("8001AA 81")),
+        Err(ApduError::TlvTruncated)
+    );
 }
 
 fn arb_tag() -> impl Strategy<Value = u32> {
     prop_oneof![
         // One byte, not the multi-byte marker.
-        any::<u8>().prop_filter("not 1F", |b| b & 0x1F != 0x1F).prop_map(u32::from),
+        any::<u8>()
+            .prop_filter("not 1F", |b| b & 0x1F != 0x1F)
+            .prop_map(u32::from),
         (any::<u8>(), 0u8..0x80).prop_map(|(a, b)| (u32::from(a | 0x1F) << 8) | u32::from(b)),
         (any::<u8>(), 0x80u8..=0xFF, 0u8..0x80).prop_map(|(a, b, c)| {
             (u32::from(a | 0x1F) << 16) | (u32::from(b) << 8) | u32::from(c)

@@ -37,8 +37,11 @@ impl Body {
             _ => return Err(CvcError::Malformed(tag::CPI)),
         };
         let car = next_if(tag::CAR).map(<[u8]>::to_vec);
-        let public_key = PublicKey::parse(next_if(tag::PUBLIC_KEY).ok_or(CvcError::Missing(tag::PUBLIC_KEY))?)?;
-        let chr = next_if(tag::CHR).ok_or(CvcError::Missing(tag::CHR))?.to_vec();
+        let public_key =
+            PublicKey::parse(next_if(tag::PUBLIC_KEY).ok_or(CvcError::Missing(tag::PUBLIC_KEY))?)?;
+        let chr = next_if(tag::CHR)
+            .ok_or(CvcError::Missing(tag::CHR))?
+            .to_vec();
         let chat = next_if(tag::CHAT).map(parse_chat).transpose()?;
         let effective = next_if(tag::CED).map(CvDate::parse).transpose()?;
         let expiration = next_if(tag::CXD).map(CvDate::parse).transpose()?;
@@ -46,7 +49,16 @@ impl Body {
         if it.next().is_some() {
             return Err(CvcError::Malformed(tag::BODY));
         }
-        Ok(Self { cpi, car, public_key, chr, chat, effective, expiration, extensions })
+        Ok(Self {
+            cpi,
+            car,
+            public_key,
+            chr,
+            chat,
+            effective,
+            expiration,
+            extensions,
+        })
     }
 
     /// Encodes the complete `7F4E` object.

@@ -56,7 +56,12 @@ impl Certificate {
         let mut inner = body_raw.clone();
         tlv::write(&mut inner, tag::SIGNATURE, &signature)?;
         let raw = tlv::encode(tag::CERTIFICATE, &inner)?;
-        Ok(Self { body, body_raw, signature, raw })
+        Ok(Self {
+            body,
+            body_raw,
+            signature,
+            raw,
+        })
     }
 
     /// The certificate without its outer `7F21` header (`7F4E…‖5F37…`), as PSO VERIFY
@@ -70,7 +75,10 @@ fn expect_tag(t: &Tlv<'_>, expected: u32) -> Result<(), CvcError> {
     if t.tag.0 == expected {
         Ok(())
     } else {
-        Err(CvcError::UnexpectedTag { expected, found: t.tag.0 })
+        Err(CvcError::UnexpectedTag {
+            expected,
+            found: t.tag.0,
+        })
     }
 }
 
@@ -121,10 +129,19 @@ impl AuthenticatedRequest {
         Ok(data)
     }
 
-    pub fn assemble(request: Certificate, outer_car: Vec<u8>, outer_signature: Vec<u8>) -> Result<Self, CvcError> {
+    pub fn assemble(
+        request: Certificate,
+        outer_car: Vec<u8>,
+        outer_signature: Vec<u8>,
+    ) -> Result<Self, CvcError> {
         let mut inner = Self::outer_signed_data(&request, &outer_car)?;
         tlv::write(&mut inner, tag::SIGNATURE, &outer_signature)?;
         let raw = tlv::encode(tag::AUTHENTICATED_REQUEST, &inner)?;
-        Ok(Self { request, outer_car, outer_signature, raw })
+        Ok(Self {
+            request,
+            outer_car,
+            outer_signature,
+            raw,
+        })
     }
 }

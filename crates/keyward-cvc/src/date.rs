@@ -31,7 +31,14 @@ impl CvDate {
 
     pub fn encode(&self) -> [u8; 6] {
         let yy = (self.year % 100) as u8;
-        [yy / 10, yy % 10, self.month / 10, self.month % 10, self.day / 10, self.day % 10]
+        [
+            yy / 10,
+            yy % 10,
+            self.month / 10,
+            self.month % 10,
+            self.day / 10,
+            self.day % 10,
+        ]
     }
 
     /// The date `days` days later (proleptic Gregorian; saturates at 2099-12-31).
@@ -59,14 +66,21 @@ impl CvDate {
         let days = secs / 86_400;
         // Days from 1970-01-01 to 2000-01-01.
         let since_2000 = days.saturating_sub(10_957);
-        Self { year: 2000, month: 1, day: 1 }.add_days(u32::try_from(since_2000).unwrap_or(u32::MAX))
+        Self {
+            year: 2000,
+            month: 1,
+            day: 1,
+        }
+        .add_days(u32::try_from(since_2000).unwrap_or(u32::MAX))
     }
 }
 
 fn days_in_month(year: u16, month: u8) -> u8 {
     match month {
         4 | 6 | 9 | 11 => 30,
-        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 if year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400)) => {
+            29
+        }
         2 => 28,
         _ => 31,
     }
@@ -79,11 +93,27 @@ mod tests {
     #[test]
     fn bcd_round_trip_and_arithmetic() {
         let d = CvDate::parse(&[1, 2, 1, 1, 0, 9]).unwrap();
-        assert_eq!(d, CvDate { year: 2012, month: 11, day: 9 });
+        assert_eq!(
+            d,
+            CvDate {
+                year: 2012,
+                month: 11,
+                day: 9
+            }
+        );
         assert_eq!(d.encode(), [1, 2, 1, 1, 0, 9]);
-        assert_eq!(CvDate::new(2024, 2, 28).unwrap().add_days(1), CvDate::new(2024, 2, 29).unwrap());
-        assert_eq!(CvDate::new(2023, 12, 31).unwrap().add_days(1), CvDate::new(2024, 1, 1).unwrap());
-        assert_eq!(CvDate::from_unix(1_764_028_800), CvDate::new(2025, 11, 25).unwrap());
+        assert_eq!(
+            CvDate::new(2024, 2, 28).unwrap().add_days(1),
+            CvDate::new(2024, 2, 29).unwrap()
+        );
+        assert_eq!(
+            CvDate::new(2023, 12, 31).unwrap().add_days(1),
+            CvDate::new(2024, 1, 1).unwrap()
+        );
+        assert_eq!(
+            CvDate::from_unix(1_764_028_800),
+            CvDate::new(2025, 11, 25).unwrap()
+        );
         assert!(CvDate::parse(&[1, 2, 1, 3, 0, 1]).is_err());
         assert!(CvDate::parse(&[1, 2, 0, 2, 3, 0]).is_err());
         assert!(CvDate::parse(&[1, 2, 1, 1, 0]).is_err());

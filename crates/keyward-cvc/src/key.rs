@@ -53,12 +53,20 @@ impl PublicKey {
             }
         }
         let algorithm = algorithm.ok_or(CvcError::Missing(tag::OID))?.to_vec();
-        let get = |t: usize| fields[t].ok_or(CvcError::Missing(0x80 + t as u32)).map(<[u8]>::to_vec);
+        let get = |t: usize| {
+            fields[t]
+                .ok_or(CvcError::Missing(0x80 + t as u32))
+                .map(<[u8]>::to_vec)
+        };
         if oid::is_rsa(&algorithm) {
             if fields[3..].iter().any(Option::is_some) {
                 return Err(CvcError::Malformed(tag::PUBLIC_KEY));
             }
-            return Ok(Self::Rsa { algorithm, modulus: get(1)?, exponent: get(2)? });
+            return Ok(Self::Rsa {
+                algorithm,
+                modulus: get(1)?,
+                exponent: get(2)?,
+            });
         }
         if !oid::is_ecdsa(&algorithm) {
             return Err(CvcError::UnknownAlgorithm);
@@ -68,9 +76,20 @@ impl PublicKey {
         let domain = if domain_tags.iter().all(|t| fields[*t].is_none()) {
             None
         } else {
-            Some(EcDomain { p: get(1)?, a: get(2)?, b: get(3)?, g: get(4)?, n: get(5)?, h: get(7)? })
+            Some(EcDomain {
+                p: get(1)?,
+                a: get(2)?,
+                b: get(3)?,
+                g: get(4)?,
+                n: get(5)?,
+                h: get(7)?,
+            })
         };
-        Ok(Self::Ec { algorithm, domain, point })
+        Ok(Self::Ec {
+            algorithm,
+            domain,
+            point,
+        })
     }
 
     /// Encodes the complete `7F49` object.
@@ -78,7 +97,11 @@ impl PublicKey {
         let mut out = Vec::new();
         tlv::write_nested(&mut out, tag::PUBLIC_KEY, |v| {
             match self {
-                Self::Ec { algorithm, domain, point } => {
+                Self::Ec {
+                    algorithm,
+                    domain,
+                    point,
+                } => {
                     tlv::write(v, tag::OID, algorithm)?;
                     if let Some(d) = domain {
                         tlv::write(v, 0x81, &d.p)?;
@@ -92,7 +115,11 @@ impl PublicKey {
                         tlv::write(v, 0x86, point)?;
                     }
                 }
-                Self::Rsa { algorithm, modulus, exponent } => {
+                Self::Rsa {
+                    algorithm,
+                    modulus,
+                    exponent,
+                } => {
                     tlv::write(v, tag::OID, algorithm)?;
                     tlv::write(v, 0x81, modulus)?;
                     tlv::write(v, 0x82, exponent)?;

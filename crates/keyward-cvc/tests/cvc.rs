@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 use keyward_cvc::{AuthenticatedRequest, Body, Certificate, Chat, CvDate, PublicKey, oid};
 use proptest::prelude::*;
 
@@ -11,9 +12,16 @@ fn parses_cardcontact_root_byte_exact() {
     assert_eq!(cert.body.chat.as_ref().unwrap().role, oid::SC_HSM_ROLE);
     assert_eq!(cert.body.chat.as_ref().unwrap().authorization, vec![0xC0]);
     assert_eq!(cert.body.effective, Some(CvDate::new(2012, 11, 9).unwrap()));
-    assert_eq!(cert.body.expiration, Some(CvDate::new(2032, 11, 8).unwrap()));
+    assert_eq!(
+        cert.body.expiration,
+        Some(CvDate::new(2032, 11, 8).unwrap())
+    );
     match &cert.body.public_key {
-        PublicKey::Ec { algorithm, domain: Some(d), point } => {
+        PublicKey::Ec {
+            algorithm,
+            domain: Some(d),
+            point,
+        } => {
             assert_eq!(algorithm.as_slice(), oid::TA_ECDSA_SHA256);
             assert_eq!(d.p.len(), 32);
             assert_eq!(&point[..3], &[0x04, 0x6D, 0x02]);
@@ -45,7 +53,9 @@ fn authenticated_request_round_trip() {
         extensions: None,
     };
     let req = Certificate::assemble(body, vec![0x11; 256]).unwrap();
-    let ar = AuthenticatedRequest::assemble(req.clone(), b"KWDEV0000100001".to_vec(), vec![0x22; 64]).unwrap();
+    let ar =
+        AuthenticatedRequest::assemble(req.clone(), b"KWDEV0000100001".to_vec(), vec![0x22; 64])
+            .unwrap();
     let parsed = AuthenticatedRequest::parse(&ar.raw).unwrap();
     assert_eq!(parsed, ar);
     assert_eq!(parsed.request, req);
@@ -61,7 +71,10 @@ fn rejects_malformed() {
     assert!(Certificate::parse(&extra).is_err());
     let chain = [SRCA, SRCA].concat();
     assert_eq!(Certificate::parse_chain(&chain).unwrap().len(), 2);
-    let chat = Chat { role: vec![1], authorization: vec![2] };
+    let chat = Chat {
+        role: vec![1],
+        authorization: vec![2],
+    };
     assert_eq!(chat.role, vec![1]);
 }
 

@@ -10,12 +10,14 @@ use crate::state::{HexBytes, State};
 use crate::storage::{StateFile, StorageError};
 
 /// AID of the SmartCard-HSM applet (`E8` + OID 1.3.6.1.4.1.24991.2.1).
-pub const AID: &[u8] = &[0xE8, 0x2B, 0x06, 0x01, 0x04, 0x01, 0x81, 0xC3, 0x1F, 0x02, 0x01];
+pub const AID: &[u8] = &[
+    0xE8, 0x2B, 0x06, 0x01, 0x04, 0x01, 0x81, 0xC3, 0x1F, 0x02, 0x01,
+];
 
 /// The contact ATR of a SmartCard-HSM (JCOP, USB token).
 pub const ATR: &[u8] = &[
-    0x3B, 0xFE, 0x18, 0x00, 0x00, 0x81, 0x31, 0xFE, 0x45, 0x80, 0x31, 0x81, 0x54, 0x48, 0x53, 0x4D, 0x31,
-    0x73, 0x80, 0x21, 0x40, 0x81, 0x07, 0xFA,
+    0x3B, 0xFE, 0x18, 0x00, 0x00, 0x81, 0x31, 0xFE, 0x45, 0x80, 0x31, 0x81, 0x54, 0x48, 0x53, 0x4D,
+    0x31, 0x73, 0x80, 0x21, 0x40, 0x81, 0x07, 0xFA,
 ];
 
 /// Applet version reported in the FCP and the INITIALIZE status (major, minor).
@@ -80,7 +82,12 @@ pub struct Applet<P: Persist> {
 
 impl<P: Persist> Applet<P> {
     pub fn new(state: State, store: P) -> Self {
-        Self { state, store, session: Session::default(), key_cache: HashMap::new() }
+        Self {
+            state,
+            store,
+            session: Session::default(),
+            key_cache: HashMap::new(),
+        }
     }
 
     pub fn state(&self) -> &State {
@@ -149,7 +156,10 @@ impl<P: Persist> Applet<P> {
 
     /// Applies a change to a copy of the state, persists it, and only then makes it current, so a
     /// failed write never leaves the element claiming a change it has not stored.
-    pub(crate) fn mutate<T>(&mut self, f: impl FnOnce(&mut State) -> Result<T, Sw>) -> Result<T, Sw> {
+    pub(crate) fn mutate<T>(
+        &mut self,
+        f: impl FnOnce(&mut State) -> Result<T, Sw>,
+    ) -> Result<T, Sw> {
         let mut next = self.state.clone();
         let out = f(&mut next)?;
         if let Err(e) = self.store.persist(&next) {
@@ -180,11 +190,18 @@ impl<P: Persist> Applet<P> {
     }
 
     pub(crate) fn require_initialized(&self) -> Result<&crate::state::Config, Sw> {
-        self.state.config.as_ref().ok_or(Sw::CONDITIONS_NOT_SATISFIED)
+        self.state
+            .config
+            .as_ref()
+            .ok_or(Sw::CONDITIONS_NOT_SATISFIED)
     }
 
     pub(crate) fn require_user(&self) -> Result<(), Sw> {
-        if self.session.user_verified { Ok(()) } else { Err(Sw::SECURITY_STATUS_NOT_SATISFIED) }
+        if self.session.user_verified {
+            Ok(())
+        } else {
+            Err(Sw::SECURITY_STATUS_NOT_SATISFIED)
+        }
     }
 
     // ---- SELECT -------------------------------------------------------------------------------
@@ -201,8 +218,15 @@ impl<P: Persist> Applet<P> {
                     return Err(Sw::FILE_NOT_FOUND);
                 }
                 // Re-selecting the applet is the logout: authentication state is dropped.
-                self.session = Session { selected: true, ..Session::default() };
-                Ok(Response::ok(if want_fcp { self.applet_fcp()? } else { Vec::new() }))
+                self.session = Session {
+                    selected: true,
+                    ..Session::default()
+                };
+                Ok(Response::ok(if want_fcp {
+                    self.applet_fcp()?
+                } else {
+                    Vec::new()
+                }))
             }
             0x00 | 0x02 if self.session.selected => {
                 let fid: [u8; 2] = cmd.data.try_into().map_err(|_| Sw::WRONG_DATA)?;
@@ -227,7 +251,12 @@ impl<P: Persist> Applet<P> {
         let mut v = Vec::new();
         tlv::write(&mut v, 0x82, &[0x38]).map_err(|_| Sw::UNKNOWN)?;
         tlv::write(&mut v, 0x84, AID).map_err(|_| Sw::UNKNOWN)?;
-        tlv::write(&mut v, 0x85, &[opt_hi, opt_lo, APPLET_TYPE, VERSION.0, VERSION.1]).map_err(|_| Sw::UNKNOWN)?;
+        tlv::write(
+            &mut v,
+            0x85,
+            &[opt_hi, opt_lo, APPLET_TYPE, VERSION.0, VERSION.1],
+        )
+        .map_err(|_| Sw::UNKNOWN)?;
         tlv::write(&mut v, 0x8A, &[0x05]).map_err(|_| Sw::UNKNOWN)?;
         tlv::encode(0x62, &v).map_err(|_| Sw::UNKNOWN)
     }
@@ -236,7 +265,11 @@ impl<P: Persist> Applet<P> {
         let [prefix, id] = fid.to_be_bytes();
         let mut v = Vec::new();
         if prefix == fid::KEY_PREFIX {
-            let meta = if id == 0 { None } else { Some(self.state.keys.get(&id)?) };
+            let meta = if id == 0 {
+                None
+            } else {
+                Some(self.state.keys.get(&id)?)
+            };
             tlv::write(&mut v, 0x82, &[0x01]).ok()?;
             tlv::write(&mut v, 0x83, &fid.to_be_bytes()).ok()?;
             let mut info = Vec::new();
@@ -268,7 +301,12 @@ impl<P: Persist> Applet<P> {
             return Err(Sw::INCORRECT_P1P2);
         }
         let mut ids: Vec<u16> = std::iter::once(u16::from(fid::KEY_PREFIX) << 8)
-            .chain(self.state.keys.keys().map(|k| (u16::from(fid::KEY_PREFIX) << 8) | u16::from(*k)))
+            .chain(
+                self.state
+                    .keys
+                    .keys()
+                    .map(|k| (u16::from(fid::KEY_PREFIX) << 8) | u16::from(*k)),
+            )
             .chain(self.state.files.keys().copied())
             .collect();
         ids.sort_unstable();
@@ -300,7 +338,10 @@ impl<P: Persist> Applet<P> {
             if cmd.p1 & 0x80 != 0 || !cmd.data.is_empty() {
                 return Err(Sw::INCORRECT_P1P2);
             }
-            (self.session.current_ef.ok_or(Sw::COMMAND_INCOMPATIBLE)?, usize::from(u16::from_be_bytes([cmd.p1, cmd.p2])))
+            (
+                self.session.current_ef.ok_or(Sw::COMMAND_INCOMPATIBLE)?,
+                usize::from(u16::from_be_bytes([cmd.p1, cmd.p2])),
+            )
         };
         self.check_read_access(fid)?;
         let data = &self.state.files.get(&fid).ok_or(Sw::FILE_NOT_FOUND)?.0;
@@ -311,7 +352,11 @@ impl<P: Persist> Applet<P> {
         let le = cmd.le_or_zero().max(1);
         let end = data.len().min(offset.saturating_add(le));
         let chunk = data[offset..end].to_vec();
-        let sw = if chunk.len() < le { Sw::END_OF_FILE } else { Sw::SUCCESS };
+        let sw = if chunk.len() < le {
+            Sw::END_OF_FILE
+        } else {
+            Sw::SUCCESS
+        };
         Ok(Response::new(chunk, sw))
     }
 
@@ -324,14 +369,22 @@ impl<P: Persist> Applet<P> {
         }
         let items = tlv::parse_all(cmd.data).map_err(|_| Sw::WRONG_DATA)?;
         let (offset, data) = match items.as_slice() {
-            [off, data] if off.tag.0 == 0x54 && data.tag.0 == 0x53 => (parse_offset_value(off.value)?, data.value),
+            [off, data] if off.tag.0 == 0x54 && data.tag.0 == 0x53 => {
+                (parse_offset_value(off.value)?, data.value)
+            }
             _ => return Err(Sw::WRONG_DATA),
         };
         let end = offset.checked_add(data.len()).ok_or(Sw::WRONG_LENGTH)?;
         if end > MAX_FILE_SIZE {
             return Err(Sw::NOT_ENOUGH_MEMORY);
         }
-        let used: usize = self.state.files.iter().filter(|(f, _)| **f != fid).map(|(_, v)| v.0.len()).sum();
+        let used: usize = self
+            .state
+            .files
+            .iter()
+            .filter(|(f, _)| **f != fid)
+            .map(|(_, v)| v.0.len())
+            .sum();
         if used + end > MEMORY_SIZE {
             return Err(Sw::NOT_ENOUGH_MEMORY);
         }
@@ -407,7 +460,9 @@ fn parse_offset_value(v: &[u8]) -> Result<usize, Sw> {
 /// A response whose data must fit into the command's Le.
 pub(crate) fn respond_with_le(cmd: &CommandView<'_>, data: Vec<u8>) -> CmdResult {
     match cmd.le {
-        Some(le) if data.len() > le as usize => Err(Sw(0x6C00 | (data.len().min(256) & 0xFF) as u16)),
+        Some(le) if data.len() > le as usize => {
+            Err(Sw(0x6C00 | (data.len().min(256) & 0xFF) as u16))
+        }
         _ => Ok(Response::ok(data)),
     }
 }

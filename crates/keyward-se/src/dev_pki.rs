@@ -21,7 +21,10 @@ pub enum DevPkiError {
     #[error(transparent)]
     Storage(#[from] StorageError),
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{0}: corrupt development CA file")]
     Corrupt(PathBuf),
     #[error("development CA: {0}")]
@@ -66,7 +69,10 @@ fn sign_body(key: &EcKey, body: Body) -> Result<Certificate, DevPkiError> {
 }
 
 fn role(r: u8) -> Option<Chat> {
-    Some(Chat { role: oid::SC_HSM_ROLE.to_vec(), authorization: vec![r] })
+    Some(Chat {
+        role: oid::SC_HSM_ROLE.to_vec(),
+        authorization: vec![r],
+    })
 }
 
 impl DevCa {
@@ -83,25 +89,34 @@ impl DevCa {
     pub fn open_or_create(dir: &Path) -> Result<Self, DevPkiError> {
         let path = dir.join("dev-ca.json");
         if !path.exists() {
-            fs::create_dir_all(dir).map_err(|source| DevPkiError::Io { path: dir.to_path_buf(), source })?;
+            fs::create_dir_all(dir).map_err(|source| DevPkiError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?;
             let file = Self::generate()?;
-            let json = serde_json::to_vec_pretty(&file).map_err(|_| DevPkiError::Corrupt(path.clone()))?;
+            let json =
+                serde_json::to_vec_pretty(&file).map_err(|_| DevPkiError::Corrupt(path.clone()))?;
             // Two processes may race to create it: write privately, then link; the loser loads the winner's.
             let tmp = dir.join(format!(".dev-ca.{}.tmp", std::process::id()));
             write_atomically(&tmp, &json, 0o600)?;
             let linked = fs::hard_link(&tmp, &path);
             let _ = fs::remove_file(&tmp);
-            if let Err(e) = linked {
-                if e.kind() != std::io::ErrorKind::AlreadyExists {
+            match linked {
+                Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
                     return Err(DevPkiError::Io { path, source: e });
                 }
+                _ => {}
             }
             for (name, der) in [("srca.cvc", &file.srca_cert), ("dica.cvc", &file.dica_cert)] {
                 let _ = fs::write(dir.join(name), der);
             }
         }
-        let bytes = fs::read(&path).map_err(|source| DevPkiError::Io { path: path.clone(), source })?;
-        let file: CaFile = serde_json::from_slice(&bytes).map_err(|_| DevPkiError::Corrupt(path.clone()))?;
+        let bytes = fs::read(&path).map_err(|source| DevPkiError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let file: CaFile =
+            serde_json::from_slice(&bytes).map_err(|_| DevPkiError::Corrupt(path.clone()))?;
         Ok(Self {
             dica_key: EcKey::from_private(DEVICE_CURVE, &file.dica_key.0)?,
             srca: Certificate::parse(&file.srca_cert)?,
@@ -184,9 +199,16 @@ impl DevCa {
         let mut c_devaut = cert.raw;
         c_devaut.extend_from_slice(&self.dica.raw);
         let mut files = std::collections::BTreeMap::new();
-        files.insert(crate::applet::fid::C_DEVAUT, crate::state::HexBytes(c_devaut));
+        files.insert(
+            crate::applet::fid::C_DEVAUT,
+            crate::state::HexBytes(c_devaut),
+        );
         Ok(State {
-            device: DeviceKey { curve: DEVICE_CURVE, private: SecretBytes::new(device_key.private_bytes().to_vec()), chr },
+            device: DeviceKey {
+                curve: DEVICE_CURVE,
+                private: SecretBytes::new(device_key.private_bytes().to_vec()),
+                chr,
+            },
             config: None,
             keys: std::collections::BTreeMap::new(),
             files,
@@ -196,5 +218,8 @@ impl DevCa {
 
 /// PrK.DevAut of an element.
 pub fn device_key(state: &State) -> Result<PrivateKey, crypto::CryptoError> {
-    Ok(PrivateKey::Ec(EcKey::from_private(state.device.curve, &state.device.private.0)?))
+    Ok(PrivateKey::Ec(EcKey::from_private(
+        state.device.curve,
+        &state.device.private.0,
+    )?))
 }

@@ -43,7 +43,14 @@ impl Usage {
                 self.use_counter = Some(n);
             }
             0x91 if (1..=16).contains(&value.len()) => self.algorithms = Some(value.to_vec()),
-            0x92 => self.domain = Some(*value.first().filter(|_| value.len() == 1).ok_or(Sw::WRONG_DATA)?),
+            0x92 => {
+                self.domain = Some(
+                    *value
+                        .first()
+                        .filter(|_| value.len() == 1)
+                        .ok_or(Sw::WRONG_DATA)?,
+                )
+            }
             _ => return Ok(false),
         }
         Ok(true)
@@ -79,7 +86,13 @@ impl<'a> KeySpec<'a> {
             }
         }
         let (algorithm, kind) = parse_key_template(key.ok_or(Sw::WRONG_DATA)?)?;
-        Ok(Self { car, chr, algorithm, kind, usage })
+        Ok(Self {
+            car,
+            chr,
+            algorithm,
+            kind,
+            usage,
+        })
     }
 }
 
@@ -89,7 +102,9 @@ fn parse_key_template(value: &[u8]) -> Result<(&[u8], KeyKind), Sw> {
     let algorithm = get(tag::OID).ok_or(Sw::WRONG_DATA)?;
     if oid::is_rsa(algorithm) {
         let bits = get(0x02).ok_or(Sw::WRONG_DATA)?;
-        let bits = bits.iter().fold(0usize, |a, b| a.saturating_mul(256).saturating_add(usize::from(*b)));
+        let bits = bits.iter().fold(0usize, |a, b| {
+            a.saturating_mul(256).saturating_add(usize::from(*b))
+        });
         // Only F4 is generated; absent means F4 too.
         if get(0x82).is_some_and(|e| strip(e) != [1, 0, 1]) {
             return Err(Sw::WRONG_DATA);
@@ -103,7 +118,14 @@ fn parse_key_template(value: &[u8]) -> Result<(&[u8], KeyKind), Sw> {
         return Err(Sw::WRONG_DATA);
     }
     let part = |t: u32| get(t).map(<[u8]>::to_vec).ok_or(Sw::WRONG_DATA);
-    let domain = EcDomain { p: part(0x81)?, a: part(0x82)?, b: part(0x83)?, g: part(0x84)?, n: part(0x85)?, h: part(0x87).unwrap_or_else(|_| vec![1]) };
+    let domain = EcDomain {
+        p: part(0x81)?,
+        a: part(0x82)?,
+        b: part(0x83)?,
+        g: part(0x84)?,
+        n: part(0x85)?,
+        h: part(0x87).unwrap_or_else(|_| vec![1]),
+    };
     let curve = Curve::from_domain(&domain).ok_or(Sw::WRONG_DATA)?;
     Ok((algorithm, KeyKind::Ec(curve)))
 }
@@ -139,7 +161,11 @@ impl<P: Persist> Applet<P> {
             KeyKind::Rsa { bits } => {
                 let k = RsaKey::generate(bits).map_err(|_| Sw::UNKNOWN)?;
                 let (n, e, d, p, q) = k.parts().map_err(|_| Sw::UNKNOWN)?;
-                let public = PublicKey::Rsa { algorithm: spec.algorithm.to_vec(), modulus: n.clone(), exponent: e.clone() };
+                let public = PublicKey::Rsa {
+                    algorithm: spec.algorithm.to_vec(),
+                    modulus: n.clone(),
+                    exponent: e.clone(),
+                };
                 let material = KeyMaterial::Rsa {
                     n: HexBytes(n),
                     e: HexBytes(e),
@@ -147,7 +173,7 @@ impl<P: Persist> Applet<P> {
                     p: SecretBytes::from_zeroizing(p),
                     q: SecretBytes::from_zeroizing(q),
                 };
-                (PrivateKey::Rsa(k), material, public)
+                (PrivateKey::Rsa(Box::new(k)), material, public)
             }
             KeyKind::Ec(curve) => {
                 let k = EcKey::generate(curve).map_err(|_| Sw::UNKNOWN)?;
@@ -168,7 +194,9 @@ impl<P: Persist> Applet<P> {
             cpi: 0,
             car: spec.car.map(<[u8]>::to_vec),
             public_key,
-            chr: spec.chr.map_or_else(|| self.default_chr(kid), <[u8]>::to_vec),
+            chr: spec
+                .chr
+                .map_or_else(|| self.default_chr(kid), <[u8]>::to_vec),
             chat: None,
             effective: None,
             expiration: None,
@@ -178,7 +206,10 @@ impl<P: Persist> Applet<P> {
         let object = spec.usage.into_object(material);
         self.mutate(|s| {
             s.keys.insert(kid, object);
-            s.files.insert(u16::from_be_bytes([fid::CERT_PREFIX, kid]), HexBytes(attestation.clone()));
+            s.files.insert(
+                u16::from_be_bytes([fid::CERT_PREFIX, kid]),
+                HexBytes(attestation.clone()),
+            );
             Ok(())
         })?;
         self.invalidate_keys();
@@ -195,13 +226,19 @@ impl<P: Persist> Applet<P> {
     /// Self-signs the request with the new key (proof of possession), then wraps it in an
     /// authenticated request signed by PrK.DevAut (proof of origin).
     fn attest(&self, key: &PrivateKey, algorithm: &[u8], body: Body) -> Result<Vec<u8>, Sw> {
-        let inner_sig = key.sign_ta(algorithm, &body.encode().map_err(|_| Sw::UNKNOWN)?).map_err(|_| Sw::UNKNOWN)?;
+        let inner_sig = key
+            .sign_ta(algorithm, &body.encode().map_err(|_| Sw::UNKNOWN)?)
+            .map_err(|_| Sw::UNKNOWN)?;
         let request = Certificate::assemble(body, inner_sig).map_err(|_| Sw::UNKNOWN)?;
         let device_chr = self.state.device.chr.as_bytes().to_vec();
-        let signed = AuthenticatedRequest::outer_signed_data(&request, &device_chr).map_err(|_| Sw::UNKNOWN)?;
+        let signed = AuthenticatedRequest::outer_signed_data(&request, &device_chr)
+            .map_err(|_| Sw::UNKNOWN)?;
         let device = crate::dev_pki::device_key(&self.state).map_err(|_| Sw::UNKNOWN)?;
-        let outer_sig = device.sign_ta(oid::TA_ECDSA_SHA256, &signed).map_err(|_| Sw::UNKNOWN)?;
-        let ar = AuthenticatedRequest::assemble(request, device_chr, outer_sig).map_err(|_| Sw::UNKNOWN)?;
+        let outer_sig = device
+            .sign_ta(oid::TA_ECDSA_SHA256, &signed)
+            .map_err(|_| Sw::UNKNOWN)?;
+        let ar = AuthenticatedRequest::assemble(request, device_chr, outer_sig)
+            .map_err(|_| Sw::UNKNOWN)?;
         Ok(ar.raw)
     }
 
@@ -223,7 +260,9 @@ impl<P: Persist> Applet<P> {
             }
         }
         let key = crypto::random(len).map_err(|_| Sw::UNKNOWN)?;
-        let object = usage.into_object(KeyMaterial::Aes { key: SecretBytes::from_zeroizing(key) });
+        let object = usage.into_object(KeyMaterial::Aes {
+            key: SecretBytes::from_zeroizing(key),
+        });
         self.mutate(|s| {
             s.keys.insert(kid, object);
             s.files.remove(&u16::from_be_bytes([fid::CERT_PREFIX, kid]));

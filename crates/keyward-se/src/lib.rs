@@ -15,5 +15,5 @@ pub mod state;
 pub mod storage;
 pub mod vpcd;
 
-pub use applet::{ATR, AID, Applet, MemoryStore, Persist, VERSION};
+pub use applet::{AID, ATR, Applet, MemoryStore, Persist, VERSION};
 pub use storage::{StateFile, StorageError, read_snapshot};

@@ -18,13 +18,21 @@ impl<P: Persist> Applet<P> {
     fn use_key(&mut self, kid: u8, alg: u8) -> Result<Arc<PrivateKey>, Sw> {
         self.require_user()?;
         let obj = self.state.keys.get(&kid).ok_or(Sw::REFERENCE_NOT_FOUND)?;
-        if obj.algorithms.as_ref().is_some_and(|list| !list.0.contains(&alg)) {
+        if obj
+            .algorithms
+            .as_ref()
+            .is_some_and(|list| !list.0.contains(&alg))
+        {
             return Err(Sw::FUNCTION_NOT_SUPPORTED);
         }
         match obj.use_counter {
             Some(0) => return Err(Sw::REFERENCE_DATA_NOT_USABLE),
             Some(_) => self.mutate(|s| {
-                let counter = s.keys.get_mut(&kid).and_then(|k| k.use_counter.as_mut()).ok_or(Sw::UNKNOWN)?;
+                let counter = s
+                    .keys
+                    .get_mut(&kid)
+                    .and_then(|k| k.use_counter.as_mut())
+                    .ok_or(Sw::UNKNOWN)?;
                 *counter -= 1;
                 Ok(())
             })?,
@@ -46,7 +54,9 @@ impl<P: Persist> Applet<P> {
                 k.raw_private(data).map_err(input_error)?.to_vec()
             }
             (PrivateKey::Rsa(k), 0x30) => k.sign_pkcs1_digest_info(data).map_err(input_error)?,
-            (PrivateKey::Rsa(k), 0x31..=0x35) => k.sign_pkcs1(hash()?, &hash()?.digest(data)).map_err(input_error)?,
+            (PrivateKey::Rsa(k), 0x31..=0x35) => k
+                .sign_pkcs1(hash()?, &hash()?.digest(data))
+                .map_err(input_error)?,
             (PrivateKey::Rsa(k), 0x40) => {
                 // A bare hash, or (as OpenSC 0.22/0.23 send for CKM_SHAxxx_RSA_PKCS_PSS) a DigestInfo.
                 let (h, digest) = match HashAlg::from_output_len(data.len()) {
@@ -55,9 +65,13 @@ impl<P: Persist> Applet<P> {
                 };
                 k.sign_pss(h, digest).map_err(input_error)?
             }
-            (PrivateKey::Rsa(k), 0x41..=0x45) => k.sign_pss(hash()?, &hash()?.digest(data)).map_err(input_error)?,
+            (PrivateKey::Rsa(k), 0x41..=0x45) => k
+                .sign_pss(hash()?, &hash()?.digest(data))
+                .map_err(input_error)?,
             (PrivateKey::Ec(k), 0x70) => k.sign_prehash_der(data).map_err(input_error)?,
-            (PrivateKey::Ec(k), 0x71..=0x75) => k.sign_prehash_der(&hash()?.digest(data)).map_err(input_error)?,
+            (PrivateKey::Ec(k), 0x71..=0x75) => k
+                .sign_prehash_der(&hash()?.digest(data))
+                .map_err(input_error)?,
             _ => return Err(Sw::FUNCTION_NOT_SUPPORTED),
         };
         Ok(Response::ok(sig))
@@ -85,11 +99,16 @@ impl<P: Persist> Applet<P> {
 
     pub(crate) fn cipher(&mut self, cmd: &CommandView<'_>) -> CmdResult {
         let (kid, alg, data) = (cmd.p1, cmd.p2, cmd.data);
-        if !matches!((self.key_kind(kid)?, alg), (KeyKind::Aes, 0x10 | 0x11 | 0x18)) {
+        if !matches!(
+            (self.key_kind(kid)?, alg),
+            (KeyKind::Aes, 0x10 | 0x11 | 0x18)
+        ) {
             return Err(Sw::FUNCTION_NOT_SUPPORTED);
         }
         let key = self.use_key(kid, alg)?;
-        let PrivateKey::Aes(k) = &*key else { return Err(Sw::FUNCTION_NOT_SUPPORTED) };
+        let PrivateKey::Aes(k) = &*key else {
+            return Err(Sw::FUNCTION_NOT_SUPPORTED);
+        };
         let out = match alg {
             0x10 => crypto::aes_cbc_encrypt(k, data),
             0x11 => crypto::aes_cbc_decrypt(k, data),
@@ -124,5 +143,9 @@ fn check_sign_alg(kind: KeyKind, alg: u8) -> Result<(), Sw> {
         KeyKind::Ec => matches!(alg, 0x70..=0x75),
         KeyKind::Aes => false,
     };
-    if ok { Ok(()) } else { Err(Sw::FUNCTION_NOT_SUPPORTED) }
+    if ok {
+        Ok(())
+    } else {
+        Err(Sw::FUNCTION_NOT_SUPPORTED)
+    }
 }

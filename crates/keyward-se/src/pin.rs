@@ -38,7 +38,11 @@ impl Pin {
     }
 
     fn status(&self) -> Sw {
-        if self.retries_left == 0 { Sw::AUTH_METHOD_BLOCKED } else { Sw::verify_failed(self.retries_left) }
+        if self.retries_left == 0 {
+            Sw::AUTH_METHOD_BLOCKED
+        } else {
+            Sw::verify_failed(self.retries_left)
+        }
     }
 }
 
@@ -143,7 +147,11 @@ impl<P: Persist> Applet<P> {
         let new_config = Config {
             options: p.options,
             user_pin: match p.user_pin {
-                Some(pin) => Some(Pin::new(pin, p.retries, p.options & Config::OPT_TRANSPORT_PIN != 0)?),
+                Some(pin) => Some(Pin::new(
+                    pin,
+                    p.retries,
+                    p.options & Config::OPT_TRANSPORT_PIN != 0,
+                )?),
                 None if p.pka.is_some() => None,
                 None => return Err(Sw::WRONG_DATA),
             },
@@ -151,8 +159,14 @@ impl<P: Persist> Applet<P> {
             dkek_shares: p.dkek_shares,
             dkek: match p.dkek_shares {
                 // `92 00`: the element makes up a random DKEK of its own.
-                Some(0) => Some(Dkek { outstanding: 0, value: SecretBytes::new(crypto::random(32).map_err(|_| Sw::UNKNOWN)?.to_vec()) }),
-                Some(n) => Some(Dkek { outstanding: n, value: SecretBytes::new(vec![0; 32]) }),
+                Some(0) => Some(Dkek {
+                    outstanding: 0,
+                    value: SecretBytes::new(crypto::random(32).map_err(|_| Sw::UNKNOWN)?.to_vec()),
+                }),
+                Some(n) => Some(Dkek {
+                    outstanding: n,
+                    value: SecretBytes::new(vec![0; 32]),
+                }),
                 None => None,
             },
             pka: p.pka,
@@ -168,7 +182,11 @@ impl<P: Persist> Applet<P> {
         if self.state.config.is_some() {
             // Re-initialization needs the current initialization code.
             self.pin_checked(PinRef::So, so_pin, wipe).map_err(|sw| {
-                if sw.retries_left().is_some() { Sw::SECURITY_STATUS_NOT_SATISFIED } else { sw }
+                if sw.retries_left().is_some() {
+                    Sw::SECURITY_STATUS_NOT_SATISFIED
+                } else {
+                    sw
+                }
             })?;
         } else {
             self.mutate(wipe)?;
@@ -194,7 +212,9 @@ impl<P: Persist> Applet<P> {
             // Status query.
             return Err(match which {
                 PinRef::User if self.session.user_verified => return Ok(Response::ok(Vec::new())),
-                PinRef::User if pin.retries_left > 0 && pin.transport => Sw::REFERENCE_DATA_NOT_USABLE,
+                PinRef::User if pin.retries_left > 0 && pin.transport => {
+                    Sw::REFERENCE_DATA_NOT_USABLE
+                }
                 _ => pin.status(),
             });
         }
@@ -283,7 +303,10 @@ impl<P: Persist> Applet<P> {
             return Err(Sw::INCORRECT_P1P2);
         }
         let config = self.state.config.as_ref();
-        let (total, dkek) = match (config.and_then(|c| c.dkek_shares), config.and_then(|c| c.dkek.as_ref())) {
+        let (total, dkek) = match (
+            config.and_then(|c| c.dkek_shares),
+            config.and_then(|c| c.dkek.as_ref()),
+        ) {
             (Some(n), Some(d)) => (n, d),
             // No DKEK configured: no shares, none outstanding, no key check value.
             _ if cmd.data.is_empty() => return Ok(Response::ok(vec![0; 10])),
@@ -297,7 +320,11 @@ impl<P: Persist> Applet<P> {
                 return Err(Sw::CONDITIONS_NOT_SATISFIED);
             }
             self.mutate(|s| {
-                let d = s.config.as_mut().and_then(|c| c.dkek.as_mut()).ok_or(Sw::UNKNOWN)?;
+                let d = s
+                    .config
+                    .as_mut()
+                    .and_then(|c| c.dkek.as_mut())
+                    .ok_or(Sw::UNKNOWN)?;
                 for (a, b) in d.value.0.iter_mut().zip(cmd.data) {
                     *a ^= b;
                 }
@@ -305,7 +332,11 @@ impl<P: Persist> Applet<P> {
                 Ok(())
             })?;
         }
-        let dkek = self.require_initialized()?.dkek.as_ref().ok_or(Sw::UNKNOWN)?;
+        let dkek = self
+            .require_initialized()?
+            .dkek
+            .as_ref()
+            .ok_or(Sw::UNKNOWN)?;
         let mut out = vec![total, dkek.outstanding];
         if dkek.outstanding < total || total == 0 {
             out.extend_from_slice(&Sha256::digest(&dkek.value.0)[..8]);
@@ -326,7 +357,14 @@ struct InitParams<'a> {
 
 impl<'a> InitParams<'a> {
     fn parse(data: &'a [u8]) -> Result<Self, Sw> {
-        let mut p = InitParams { options: 0x0001, user_pin: None, so_pin: None, retries: 3, dkek_shares: None, pka: None };
+        let mut p = InitParams {
+            options: 0x0001,
+            user_pin: None,
+            so_pin: None,
+            retries: 3,
+            dkek_shares: None,
+            pka: None,
+        };
         for item in tlv::TlvIter::new(data) {
             let item = item.map_err(|_| Sw::WRONG_DATA)?;
             match (item.tag.0, item.value) {
@@ -335,7 +373,9 @@ impl<'a> InitParams<'a> {
                 (0x82, so) if so.len() == SO_PIN_LEN => p.so_pin = Some(so),
                 (0x91, [n]) if (1..=10).contains(n) => p.retries = *n,
                 (0x92, [n]) => p.dkek_shares = Some(*n),
-                (0x93, [m, n]) if (1..=90).contains(m) && (1..=*m).contains(n) => p.pka = Some((*m, *n)),
+                (0x93, [m, n]) if (1..=90).contains(m) && (1..=*m).contains(n) => {
+                    p.pka = Some((*m, *n))
+                }
                 // Biometric servers and key-domain counts are not supported by this element.
                 _ => return Err(Sw::WRONG_DATA),
             }

@@ -21,14 +21,19 @@ const FORMAT: &str = "keyward-se-state";
 #[non_exhaustive]
 pub enum StorageError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{0}: the state file is in use by another process")]
     Locked(PathBuf),
     #[error("{0}: already exists")]
     Exists(PathBuf),
     #[error("{0}: not a Keyward secure-element state file")]
     NotAStateFile(PathBuf),
-    #[error("{path}: state format version {version} is newer than this program supports ({STATE_VERSION})")]
+    #[error(
+        "{path}: state format version {version} is newer than this program supports ({STATE_VERSION})"
+    )]
     TooNew { path: PathBuf, version: u32 },
     #[error("{0}: cannot be decrypted with this master key (wrong key file or corrupted state)")]
     Unseal(PathBuf),
@@ -41,7 +46,10 @@ pub enum StorageError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StorageError + '_ {
-    move |source| StorageError::Io { path: path.to_path_buf(), source }
+    move |source| StorageError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// The on-disk envelope: plain header, sealed body.
@@ -80,7 +88,12 @@ impl StateFile {
 
     fn lock(state: &Path) -> Result<File, StorageError> {
         let path = Self::lock_path(state);
-        let file = OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io(&path))?;
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io(&path))?;
         match file.try_lock() {
             Ok(()) => Ok(file),
             Err(TryLockError::WouldBlock) => Err(StorageError::Locked(state.to_path_buf())),
@@ -94,8 +107,16 @@ impl StateFile {
             return Err(StorageError::Exists(path.to_path_buf()));
         }
         let lock = Self::lock(path)?;
-        let master_key = if key.exists() { read_key(key)? } else { create_key(key)? };
-        let file = Self { path: path.to_path_buf(), master_key, _lock: lock };
+        let master_key = if key.exists() {
+            read_key(key)?
+        } else {
+            create_key(key)?
+        };
+        let file = Self {
+            path: path.to_path_buf(),
+            master_key,
+            _lock: lock,
+        };
         file.save(state)?;
         Ok(file)
     }
@@ -104,7 +125,11 @@ impl StateFile {
     pub fn open(path: &Path, key: &Path) -> Result<(Self, State), StorageError> {
         let lock = Self::lock(path)?;
         let master_key = read_key(key)?;
-        let file = Self { path: path.to_path_buf(), master_key, _lock: lock };
+        let file = Self {
+            path: path.to_path_buf(),
+            master_key,
+            _lock: lock,
+        };
         let state = file.load()?;
         Ok((file, state))
     }
@@ -115,20 +140,31 @@ impl StateFile {
 
     fn load(&self) -> Result<State, StorageError> {
         let bytes = fs::read(&self.path).map_err(io(&self.path))?;
-        let env: Envelope =
-            serde_json::from_slice(&bytes).map_err(|_| StorageError::NotAStateFile(self.path.clone()))?;
+        let env: Envelope = serde_json::from_slice(&bytes)
+            .map_err(|_| StorageError::NotAStateFile(self.path.clone()))?;
         if env.format != FORMAT {
             return Err(StorageError::NotAStateFile(self.path.clone()));
         }
         if env.version > STATE_VERSION {
-            return Err(StorageError::TooNew { path: self.path.clone(), version: env.version });
+            return Err(StorageError::TooNew {
+                path: self.path.clone(),
+                version: env.version,
+            });
         }
-        let cipher = Aes256Gcm::new_from_slice(&self.master_key[..]).map_err(|_| StorageError::Rng)?;
-        let nonce = Nonce::try_from(&env.nonce[..]).map_err(|_| StorageError::Unseal(self.path.clone()))?;
+        let cipher =
+            Aes256Gcm::new_from_slice(&self.master_key[..]).map_err(|_| StorageError::Rng)?;
+        let nonce =
+            Nonce::try_from(&env.nonce[..]).map_err(|_| StorageError::Unseal(self.path.clone()))?;
         let aad = aad(env.version);
         let plain = Zeroizing::new(
             cipher
-                .decrypt(&nonce, Payload { msg: &env.sealed, aad: &aad })
+                .decrypt(
+                    &nonce,
+                    Payload {
+                        msg: &env.sealed,
+                        aad: &aad,
+                    },
+                )
                 .map_err(|_| StorageError::Unseal(self.path.clone()))?,
         );
         Ok(State::from_versioned_json(env.version, &plain)?)
@@ -139,12 +175,24 @@ impl StateFile {
         let plain = Zeroizing::new(serde_json::to_vec(state)?);
         let mut nonce = [0u8; 12];
         getrandom::fill(&mut nonce).map_err(|_| StorageError::Rng)?;
-        let cipher = Aes256Gcm::new_from_slice(&self.master_key[..]).map_err(|_| StorageError::Rng)?;
+        let cipher =
+            Aes256Gcm::new_from_slice(&self.master_key[..]).map_err(|_| StorageError::Rng)?;
         let aad = aad(STATE_VERSION);
         let sealed = cipher
-            .encrypt(&Nonce::from(nonce), Payload { msg: &plain, aad: &aad })
+            .encrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: &plain,
+                    aad: &aad,
+                },
+            )
             .map_err(|_| StorageError::Rng)?;
-        let env = Envelope { format: FORMAT.into(), version: STATE_VERSION, nonce: nonce.to_vec(), sealed };
+        let env = Envelope {
+            format: FORMAT.into(),
+            version: STATE_VERSION,
+            nonce: nonce.to_vec(),
+            sealed,
+        };
         write_atomically(&self.path, &serde_json::to_vec_pretty(&env)?, 0o600)
     }
 }
@@ -155,7 +203,9 @@ fn aad(version: u32) -> Vec<u8> {
 
 fn read_key(path: &Path) -> Result<Zeroizing<[u8; 32]>, StorageError> {
     let bytes = Zeroizing::new(fs::read(path).map_err(io(path))?);
-    let key: [u8; 32] = bytes[..].try_into().map_err(|_| StorageError::BadMasterKey(path.to_path_buf()))?;
+    let key: [u8; 32] = bytes[..]
+        .try_into()
+        .map_err(|_| StorageError::BadMasterKey(path.to_path_buf()))?;
     Ok(Zeroizing::new(key))
 }
 
@@ -176,12 +226,20 @@ pub fn write_atomically(path: &Path, data: &[u8], mode: u32) -> Result<(), Stora
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(format!(".tmp{}", std::process::id()));
     let tmp = PathBuf::from(tmp);
-    let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp).map_err(io(&tmp))?;
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(io(&tmp))?;
     f.write_all(data).map_err(io(&tmp))?;
     f.sync_all().map_err(io(&tmp))?;
     drop(f);
     fs::rename(&tmp, path).map_err(io(path))?;
-    File::open(&dir).and_then(|d| d.sync_all()).map_err(io(&dir))?;
+    File::open(&dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(&dir))?;
     Ok(())
 }
 
@@ -190,5 +248,10 @@ pub fn write_atomically(path: &Path, data: &[u8], mode: u32) -> Result<(), Stora
 pub fn read_snapshot(path: &Path, key: &Path) -> Result<State, StorageError> {
     let master_key = read_key(key)?;
     let lock = File::open(path).map_err(io(path))?;
-    StateFile { path: path.to_path_buf(), master_key, _lock: lock }.load()
+    StateFile {
+        path: path.to_path_buf(),
+        master_key,
+        _lock: lock,
+    }
+    .load()
 }

@@ -47,7 +47,11 @@ pub fn serve<P: Persist>(applet: &mut Applet<P>, addr: &str, stop: &AtomicBool) 
     }
 }
 
-fn serve_connection<P: Persist>(applet: &mut Applet<P>, mut stream: TcpStream, stop: &AtomicBool) -> io::Result<()> {
+fn serve_connection<P: Persist>(
+    applet: &mut Applet<P>,
+    mut stream: TcpStream,
+    stop: &AtomicBool,
+) -> io::Result<()> {
     stream.set_nodelay(true)?;
     // A read timeout lets the loop notice `stop` while vpcd is idle.
     stream.set_read_timeout(Some(Duration::from_millis(200)))?;
@@ -77,7 +81,8 @@ fn serve_connection<P: Persist>(applet: &mut Applet<P>, mut stream: TcpStream, s
         };
         if let Some(reply) = reply {
             out.clear();
-            let n = u16::try_from(reply.len()).map_err(|_| io::Error::other("response too long"))?;
+            let n =
+                u16::try_from(reply.len()).map_err(|_| io::Error::other("response too long"))?;
             out.extend_from_slice(&n.to_be_bytes());
             out.extend_from_slice(&reply);
             // Length and payload in one write: two writes would meet Nagle/delayed-ACK stalls.
@@ -98,7 +103,12 @@ fn read_full(stream: &mut TcpStream, buf: &mut [u8], stop: &AtomicBool) -> io::R
                 // without it every round trip waits ~40 ms for a delayed ACK.
                 let _ = SockRef::from(&*stream).set_tcp_quickack(true);
             }
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 if stop.load(Ordering::Relaxed) {
                     return Ok(false);
                 }

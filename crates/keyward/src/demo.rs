@@ -25,7 +25,13 @@ impl<P: keyward_se::Persist> Card<P> {
     fn send(&mut self, cmd: Command) -> anyhow::Result<Vec<u8>> {
         let raw = self.0.transmit(&cmd.encode()?);
         let r = ResponseView::parse(&raw)?;
-        ensure!(r.sw == StatusWord::SUCCESS || r.sw == StatusWord::END_OF_FILE, "card answered {} to {:02X} {:02X}", r.sw, cmd.cla, cmd.ins);
+        ensure!(
+            r.sw == StatusWord::SUCCESS || r.sw == StatusWord::END_OF_FILE,
+            "card answered {} to {:02X} {:02X}",
+            r.sw,
+            cmd.cla,
+            cmd.ins
+        );
         Ok(r.data.to_vec())
     }
 }
@@ -41,11 +47,23 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&state_path);
     let _ = std::fs::remove_file(StateFile::default_key_path(&state_path));
     let state = ca.new_element()?;
-    let file = StateFile::create(&state_path, &StateFile::default_key_path(&state_path), &state)?;
-    println!("1. created secure element {} ({})", state.device.chr, state_path.display());
+    let file = StateFile::create(
+        &state_path,
+        &StateFile::default_key_path(&state_path),
+        &state,
+    )?;
+    println!(
+        "1. created secure element {} ({})",
+        state.device.chr,
+        state_path.display()
+    );
     let mut card = Card(Applet::new(state, file));
 
-    card.send(Command::new(0, 0xA4, 0x04, 0x00).with_data(AID.to_vec()).with_le(256))?;
+    card.send(
+        Command::new(0, 0xA4, 0x04, 0x00)
+            .with_data(AID.to_vec())
+            .with_le(256),
+    )?;
     let pin = hex::encode(&keyward_se::crypto::random(4)?[..]).into_bytes();
     let so_pin = keyward_se::crypto::random(8)?;
     let mut init = Vec::new();
@@ -58,22 +76,49 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("2. initialized with a random SO-PIN and user PIN, PIN verified");
 
     // Device certificate chain, checked against the development root.
-    let chain_bytes = card.send(Command::new(0, 0xB1, 0x2F, 0x02).with_data(vec![0x54, 2, 0, 0]).with_le(65536))?;
+    let chain_bytes = card.send(
+        Command::new(0, 0xB1, 0x2F, 0x02)
+            .with_data(vec![0x54, 2, 0, 0])
+            .with_le(65536),
+    )?;
     let chain = Certificate::parse_chain(&chain_bytes)?;
-    let [device, dica] = chain.as_slice() else { bail!("EF.C_DevAut must hold device and DICA certificates") };
-    ensure!(dica.body.car.as_deref() == Some(&ca.srca.body.chr[..]), "DICA not issued by the development root");
-    verify_ta(&ca.srca.body.public_key, &dica.body_raw, &dica.signature).context("DICA signature")?;
+    let [device, dica] = chain.as_slice() else {
+        bail!("EF.C_DevAut must hold device and DICA certificates")
+    };
+    ensure!(
+        dica.body.car.as_deref() == Some(&ca.srca.body.chr[..]),
+        "DICA not issued by the development root"
+    );
+    verify_ta(&ca.srca.body.public_key, &dica.body_raw, &dica.signature)
+        .context("DICA signature")?;
     // The DICA's key inherits the root's domain parameters (brainpoolP256r1).
-    verify_with_point(Curve::BrainpoolP256r1, device_point(dica)?, &device.body_raw, &device.signature)
-        .context("device certificate signature")?;
-    println!("3. device chain {} <- {} <- {} verified", String::from_utf8_lossy(&device.body.chr), String::from_utf8_lossy(&dica.body.chr), String::from_utf8_lossy(&ca.srca.body.chr));
+    verify_with_point(
+        Curve::BrainpoolP256r1,
+        device_point(dica)?,
+        &device.body_raw,
+        &device.signature,
+    )
+    .context("device certificate signature")?;
+    println!(
+        "3. device chain {} <- {} <- {} verified",
+        String::from_utf8_lossy(&device.body.chr),
+        String::from_utf8_lossy(&dica.body.chr),
+        String::from_utf8_lossy(&ca.srca.body.chr)
+    );
 
     // Key generation with attestation.
     let curve = Curve::Secp256r1;
     let d = curve.domain();
     let mut key = Vec::new();
     tlv::write(&mut key, 0x06, oid::TA_ECDSA_SHA256)?;
-    for (t, v) in [(0x81, &d.p), (0x82, &d.a), (0x83, &d.b), (0x84, &d.g), (0x85, &d.n), (0x87, &d.h)] {
+    for (t, v) in [
+        (0x81, &d.p),
+        (0x82, &d.a),
+        (0x83, &d.b),
+        (0x84, &d.g),
+        (0x85, &d.n),
+        (0x87, &d.h),
+    ] {
         tlv::write(&mut key, t, v)?;
     }
     let mut gakp = Vec::new();
@@ -81,18 +126,47 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     tlv::write(&mut gakp, 0x42, b"UTCA00001")?;
     tlv::write(&mut gakp, 0x7F49, &key)?;
     tlv::write(&mut gakp, 0x5F20, b"DEMOKEY00001")?;
-    let ar = AuthenticatedRequest::parse(&card.send(Command::new(0, 0x46, 1, 0).with_data(gakp).with_le(65536))?)?;
-    ensure!(ar.outer_car == device.body.chr, "attestation not signed by this device");
+    let ar = AuthenticatedRequest::parse(
+        &card.send(Command::new(0, 0x46, 1, 0).with_data(gakp).with_le(65536))?,
+    )?;
+    ensure!(
+        ar.outer_car == device.body.chr,
+        "attestation not signed by this device"
+    );
     let outer = AuthenticatedRequest::outer_signed_data(&ar.request, &ar.outer_car)?;
-    verify_with_point(Curve::BrainpoolP256r1, device_point(device)?, &outer, &ar.outer_signature).context("outer attestation signature")?;
-    verify_ta(&ar.request.body.public_key, &ar.request.body_raw, &ar.request.signature).context("proof of possession")?;
-    println!("4. generated EC P-256 key 1 on the element; attestation (device signature + proof of possession) verified");
+    verify_with_point(
+        Curve::BrainpoolP256r1,
+        device_point(device)?,
+        &outer,
+        &ar.outer_signature,
+    )
+    .context("outer attestation signature")?;
+    verify_ta(
+        &ar.request.body.public_key,
+        &ar.request.body_raw,
+        &ar.request.signature,
+    )
+    .context("proof of possession")?;
+    println!(
+        "4. generated EC P-256 key 1 on the element; attestation (device signature + proof of possession) verified"
+    );
 
     let data = b"sensor reading 21.5C at 2026-11-25T10:00Z";
-    let sig = card.send(Command::new(0x80, 0x68, 1, 0x73).with_data(data.to_vec()).with_le(256))?;
-    let PublicKey::Ec { point, .. } = &ar.request.body.public_key else { bail!("expected an EC key") };
-    ensure!(ecdsa_verify_prehash(curve, point, &HashAlg::Sha256.digest(data), &sig), "data signature does not verify");
-    println!("5. signed data with ECDSA-SHA256 inside the element; signature verified with the attested key");
+    let sig = card.send(
+        Command::new(0x80, 0x68, 1, 0x73)
+            .with_data(data.to_vec())
+            .with_le(256),
+    )?;
+    let PublicKey::Ec { point, .. } = &ar.request.body.public_key else {
+        bail!("expected an EC key")
+    };
+    ensure!(
+        ecdsa_verify_prehash(curve, point, &HashAlg::Sha256.digest(data), &sig),
+        "data signature does not verify"
+    );
+    println!(
+        "5. signed data with ECDSA-SHA256 inside the element; signature verified with the attested key"
+    );
     println!("demo: OK");
     Ok(())
 }
@@ -106,12 +180,20 @@ fn device_point(cert: &Certificate) -> anyhow::Result<&[u8]> {
 
 /// Verifies an ECDSA-SHA-256 CV signature with an issuer's public key (brainpoolP256r1 PKI).
 fn verify_ta(issuer: &PublicKey, data: &[u8], sig: &[u8]) -> anyhow::Result<()> {
-    let PublicKey::Ec { domain, point, .. } = issuer else { bail!("expected an EC issuer key") };
-    let curve = domain.as_ref().and_then(Curve::from_domain).unwrap_or(Curve::BrainpoolP256r1);
+    let PublicKey::Ec { domain, point, .. } = issuer else {
+        bail!("expected an EC issuer key")
+    };
+    let curve = domain
+        .as_ref()
+        .and_then(Curve::from_domain)
+        .unwrap_or(Curve::BrainpoolP256r1);
     verify_with_point(curve, point, data, sig)
 }
 
 fn verify_with_point(curve: Curve, point: &[u8], data: &[u8], sig: &[u8]) -> anyhow::Result<()> {
-    ensure!(ecdsa_verify_prehash(curve, point, &HashAlg::Sha256.digest(data), sig), "signature invalid");
+    ensure!(
+        ecdsa_verify_prehash(curve, point, &HashAlg::Sha256.digest(data), sig),
+        "signature invalid"
+    );
     Ok(())
 }

@@ -8,7 +8,11 @@ mod se;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "keyward", version, about = "Keys into IoT secure elements, and kept there")]
+#[command(
+    name = "keyward",
+    version,
+    about = "Keys into IoT secure elements, and kept there"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

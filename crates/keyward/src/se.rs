@@ -28,7 +28,9 @@ pub struct KeyArg {
 
 impl KeyArg {
     fn path(&self, state: &std::path::Path) -> PathBuf {
-        self.master_key.clone().unwrap_or_else(|| StateFile::default_key_path(state))
+        self.master_key
+            .clone()
+            .unwrap_or_else(|| StateFile::default_key_path(state))
     }
 }
 
@@ -74,7 +76,8 @@ pub fn run(cmd: SeCommand) -> anyhow::Result<()> {
 
 fn new(a: &NewArgs) -> anyhow::Result<()> {
     let dir = a.dev_ca.clone().unwrap_or_else(DevCa::default_dir);
-    let ca = DevCa::open_or_create(&dir).with_context(|| format!("development CA in {}", dir.display()))?;
+    let ca = DevCa::open_or_create(&dir)
+        .with_context(|| format!("development CA in {}", dir.display()))?;
     let state = ca.new_element()?;
     let chr = state.device.chr.clone();
     StateFile::create(&a.state, &a.key.path(&a.state), &state)?;
@@ -92,7 +95,10 @@ fn serve(a: &ServeArgs) -> anyhow::Result<()> {
     let stop = AtomicBool::new(false);
     let mut elements = Vec::new();
     for path in &a.state {
-        let key = a.master_key.clone().unwrap_or_else(|| StateFile::default_key_path(path));
+        let key = a
+            .master_key
+            .clone()
+            .unwrap_or_else(|| StateFile::default_key_path(path));
         let (file, state) = StateFile::open(path, &key)?;
         tracing::info!(device = %state.device.chr, state = %path.display(), "element loaded");
         elements.push(Applet::new(state, file));
@@ -109,18 +115,34 @@ fn serve(a: &ServeArgs) -> anyhow::Result<()> {
 fn info(a: &InfoArgs) -> anyhow::Result<()> {
     let state = keyward_se::read_snapshot(&a.state, &a.key.path(&a.state))?;
     println!("device id:      {}", state.device.chr);
-    println!("applet version: {}.{}", keyward_se::VERSION.0, keyward_se::VERSION.1);
-    println!("initialized:    {}", if state.config.is_some() { "yes" } else { "no" });
+    println!(
+        "applet version: {}.{}",
+        keyward_se::VERSION.0,
+        keyward_se::VERSION.1
+    );
+    println!(
+        "initialized:    {}",
+        if state.config.is_some() { "yes" } else { "no" }
+    );
     if let Some(chain) = state.files.get(&0x2F02) {
         for cert in Certificate::parse_chain(&chain.0)? {
             let b = &cert.body;
-            let role = b.chat.as_ref().and_then(|c| c.authorization.first()).copied().unwrap_or(0xFF);
+            let role = b
+                .chat
+                .as_ref()
+                .and_then(|c| c.authorization.first())
+                .copied()
+                .unwrap_or(0xFF);
             println!(
                 "certificate:    CHR {} CAR {} role {role:02X} valid {}..{}",
                 String::from_utf8_lossy(&b.chr),
                 String::from_utf8_lossy(b.car.as_deref().unwrap_or_default()),
-                b.effective.map(|d| format!("{:04}-{:02}-{:02}", d.year, d.month, d.day)).unwrap_or_default(),
-                b.expiration.map(|d| format!("{:04}-{:02}-{:02}", d.year, d.month, d.day)).unwrap_or_default(),
+                b.effective
+                    .map(|d| format!("{:04}-{:02}-{:02}", d.year, d.month, d.day))
+                    .unwrap_or_default(),
+                b.expiration
+                    .map(|d| format!("{:04}-{:02}-{:02}", d.year, d.month, d.day))
+                    .unwrap_or_default(),
             );
         }
     }

@@ -7,7 +7,9 @@ use elliptic_curve::array::ArraySize;
 use elliptic_curve::ops::Invert;
 use elliptic_curve::sec1::{FromSec1Point, ModulusSize, ToSec1Point};
 use elliptic_curve::subtle::CtOption;
-use elliptic_curve::{AffinePoint, CurveArithmetic, FieldBytesSize, ProjectivePoint, PublicKey, Scalar};
+use elliptic_curve::{
+    AffinePoint, CurveArithmetic, FieldBytesSize, ProjectivePoint, PublicKey, Scalar,
+};
 use getrandom::SysRng;
 use keyward_cvc::EcDomain;
 use serde::{Deserialize, Serialize};
@@ -165,16 +167,30 @@ impl Curve {
     pub fn domain(self) -> EcDomain {
         let p = self.params();
         let h = |s: &str| hex::decode(s).unwrap_or_default();
-        EcDomain { p: h(p.p), a: h(p.a), b: h(p.b), g: h(p.g), n: h(p.n), h: vec![1] }
+        EcDomain {
+            p: h(p.p),
+            a: h(p.a),
+            b: h(p.b),
+            g: h(p.g),
+            n: h(p.n),
+            h: vec![1],
+        }
     }
 
     /// Identifies a curve by its explicit domain parameters (numerically, ignoring leading zeros).
     pub fn from_domain(d: &EcDomain) -> Option<Self> {
         Self::ALL.into_iter().find(|c| {
             let ours = c.domain();
-            [(&ours.p, &d.p), (&ours.a, &d.a), (&ours.b, &d.b), (&ours.g, &d.g), (&ours.n, &d.n), (&ours.h, &d.h)]
-                .iter()
-                .all(|(x, y)| strip_zeros(x) == strip_zeros(y))
+            [
+                (&ours.p, &d.p),
+                (&ours.a, &d.a),
+                (&ours.b, &d.b),
+                (&ours.g, &d.g),
+                (&ours.n, &d.n),
+                (&ours.h, &d.h),
+            ]
+            .iter()
+            .all(|(x, y)| strip_zeros(x) == strip_zeros(y))
         })
     }
 }
@@ -194,7 +210,11 @@ impl EcKey {
 
     pub fn from_private(curve: Curve, private: &[u8]) -> Result<Self, CryptoError> {
         let public = with_curve!(curve, C => public_point::<C>(private))?;
-        Ok(Self { curve, private: Zeroizing::new(private.to_vec()), public })
+        Ok(Self {
+            curve,
+            private: Zeroizing::new(private.to_vec()),
+            public,
+        })
     }
 
     pub fn curve(&self) -> Curve {
@@ -252,7 +272,8 @@ where
     C: CurveArithmetic,
 {
     use elliptic_curve::Generate;
-    let d = elliptic_curve::NonZeroScalar::<C>::try_generate_from_rng(&mut SysRng).map_err(|_| CryptoError::Rng)?;
+    let d = elliptic_curve::NonZeroScalar::<C>::try_generate_from_rng(&mut SysRng)
+        .map_err(|_| CryptoError::Rng)?;
     Ok(elliptic_curve::SecretKey::<C>::from(d).to_bytes().to_vec())
 }
 
@@ -262,7 +283,8 @@ where
     AffinePoint<C>: FromSec1Point<C> + ToSec1Point<C>,
     FieldBytesSize<C>: ModulusSize,
 {
-    let sk = elliptic_curve::SecretKey::<C>::from_slice(private).map_err(|_| CryptoError::InvalidKey)?;
+    let sk =
+        elliptic_curve::SecretKey::<C>::from_slice(private).map_err(|_| CryptoError::InvalidKey)?;
     Ok(sk.public_key().to_sec1_point(false).as_bytes().to_vec())
 }
 
@@ -277,7 +299,8 @@ where
         return Err(CryptoError::InvalidInput);
     }
     let sk = SigningKey::<C>::from_slice(private).map_err(|_| CryptoError::InvalidKey)?;
-    sk.sign_prehash_with_rng(&mut SysRng, hash).map_err(|_| CryptoError::InvalidInput)
+    sk.sign_prehash_with_rng(&mut SysRng, hash)
+        .map_err(|_| CryptoError::InvalidInput)
 }
 
 fn verify<C>(public: &[u8], hash: &[u8], signature: &[u8]) -> bool
@@ -288,8 +311,12 @@ where
     MaxSize<C>: ArraySize,
     <FieldBytesSize<C> as Add>::Output: Add<MaxOverhead> + ArraySize,
 {
-    let Ok(vk) = VerifyingKey::<C>::from_sec1_bytes(public) else { return false };
-    let Ok(sig) = Signature::<C>::from_der(signature).or_else(|_| Signature::<C>::from_slice(signature)) else {
+    let Ok(vk) = VerifyingKey::<C>::from_sec1_bytes(public) else {
+        return false;
+    };
+    let Ok(sig) =
+        Signature::<C>::from_der(signature).or_else(|_| Signature::<C>::from_slice(signature))
+    else {
         return false;
     };
     vk.verify_prehash(hash, &sig).is_ok()
@@ -302,11 +329,14 @@ where
     FieldBytesSize<C>: ModulusSize,
 {
     use elliptic_curve::group::Curve as _;
-    let sk = elliptic_curve::SecretKey::<C>::from_slice(private).map_err(|_| CryptoError::InvalidKey)?;
+    let sk =
+        elliptic_curve::SecretKey::<C>::from_slice(private).map_err(|_| CryptoError::InvalidKey)?;
     // Rejects points off the curve, the identity and malformed encodings.
     let peer = PublicKey::<C>::from_sec1_bytes(peer).map_err(|_| CryptoError::InvalidInput)?;
     let shared: ProjectivePoint<C> = peer.to_projective() * *sk.to_nonzero_scalar().as_ref();
-    Ok(Zeroizing::new(shared.to_affine().to_sec1_point(false).as_bytes().to_vec()))
+    Ok(Zeroizing::new(
+        shared.to_affine().to_sec1_point(false).as_bytes().to_vec(),
+    ))
 }
 
 #[cfg(test)]
@@ -324,7 +354,11 @@ mod tests {
                 *v.last_mut().unwrap() = 1;
                 v
             };
-            assert_eq!(EcKey::from_private(curve, &one).unwrap().public_point(), &d.g[..], "{curve:?}");
+            assert_eq!(
+                EcKey::from_private(curve, &one).unwrap().public_point(),
+                &d.g[..],
+                "{curve:?}"
+            );
             assert_eq!(Curve::from_domain(&d), Some(curve));
             let hash = [0x5Au8; 32];
             let sig = key.sign_prehash_der(&hash).unwrap();
@@ -334,7 +368,10 @@ mod tests {
             assert!(verify_prehash(curve, key.public_point(), &hash, &plain));
             // ECDH agrees from both sides and rejects an off-curve point.
             let other = EcKey::generate(curve).unwrap();
-            assert_eq!(key.ecdh(other.public_point()).unwrap(), other.ecdh(key.public_point()).unwrap());
+            assert_eq!(
+                key.ecdh(other.public_point()).unwrap(),
+                other.ecdh(key.public_point()).unwrap()
+            );
             let mut bad = other.public_point().to_vec();
             *bad.last_mut().unwrap() ^= 1;
             assert!(key.ecdh(&bad).is_err());

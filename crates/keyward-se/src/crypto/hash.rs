@@ -33,15 +33,24 @@ impl HashAlg {
 
     /// The hash whose output has `len` bytes (how PSS over a supplied hash learns the hash).
     pub fn from_output_len(len: usize) -> Option<Self> {
-        [Self::Sha1, Self::Sha224, Self::Sha256, Self::Sha384, Self::Sha512]
-            .into_iter()
-            .find(|h| h.output_len() == len)
+        [
+            Self::Sha1,
+            Self::Sha224,
+            Self::Sha256,
+            Self::Sha384,
+            Self::Sha512,
+        ]
+        .into_iter()
+        .find(|h| h.output_len() == len)
     }
 
     /// DER prefix of a PKCS#1 DigestInfo for this hash (the hash value follows it).
     pub fn digest_info_prefix(self) -> &'static [u8] {
         match self {
-            Self::Sha1 => &[0x30, 0x21, 0x30, 0x09, 0x06, 0x05, 0x2B, 0x0E, 0x03, 0x02, 0x1A, 0x05, 0x00, 0x04, 0x14],
+            Self::Sha1 => &[
+                0x30, 0x21, 0x30, 0x09, 0x06, 0x05, 0x2B, 0x0E, 0x03, 0x02, 0x1A, 0x05, 0x00, 0x04,
+                0x14,
+            ],
             Self::Sha224 => &DI_SHA2[0],
             Self::Sha256 => &DI_SHA2[1],
             Self::Sha384 => &DI_SHA2[2],
@@ -51,8 +60,18 @@ impl HashAlg {
 
     /// Splits a DigestInfo into its hash algorithm and value.
     pub fn split_digest_info(data: &[u8]) -> Option<(Self, &[u8])> {
-        [Self::Sha1, Self::Sha224, Self::Sha256, Self::Sha384, Self::Sha512].into_iter().find_map(|h| {
-            data.strip_prefix(h.digest_info_prefix()).filter(|v| v.len() == h.output_len()).map(|v| (h, v))
+        [
+            Self::Sha1,
+            Self::Sha224,
+            Self::Sha256,
+            Self::Sha384,
+            Self::Sha512,
+        ]
+        .into_iter()
+        .find_map(|h| {
+            data.strip_prefix(h.digest_info_prefix())
+                .filter(|v| v.len() == h.output_len())
+                .map(|v| (h, v))
         })
     }
 
@@ -73,9 +92,14 @@ impl HashAlg {
 const DI_SHA2: [[u8; 19]; 4] = {
     const fn di(total: u8, oid_last: u8, len: u8) -> [u8; 19] {
         [
-            0x30, total, 0x30, 0x0D, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, oid_last, 0x05, 0x00,
-            0x04, len,
+            0x30, total, 0x30, 0x0D, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+            oid_last, 0x05, 0x00, 0x04, len,
         ]
     }
-    [di(0x2D, 0x04, 28), di(0x31, 0x01, 32), di(0x41, 0x02, 48), di(0x51, 0x03, 64)]
+    [
+        di(0x2D, 0x04, 28),
+        di(0x31, 0x01, 32),
+        di(0x41, 0x02, 48),
+        di(0x51, 0x03, 64),
+    ]
 };

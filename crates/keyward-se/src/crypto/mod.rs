@@ -44,7 +44,7 @@ pub fn random(len: usize) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
 
 /// A private or secret key ready for use.
 pub enum PrivateKey {
-    Rsa(RsaKey),
+    Rsa(Box<RsaKey>),
     Ec(EcKey),
     Aes(Zeroizing<Vec<u8>>),
 }
@@ -52,8 +52,12 @@ pub enum PrivateKey {
 impl PrivateKey {
     pub fn from_material(m: &KeyMaterial) -> Result<Self, CryptoError> {
         Ok(match m {
-            KeyMaterial::Rsa { n, e, d, p, q } => Self::Rsa(RsaKey::from_parts(&n.0, &e.0, &d.0, &p.0, &q.0)?),
-            KeyMaterial::Ec { curve, private, .. } => Self::Ec(EcKey::from_private(*curve, &private.0)?),
+            KeyMaterial::Rsa { n, e, d, p, q } => {
+                Self::Rsa(Box::new(RsaKey::from_parts(&n.0, &e.0, &d.0, &p.0, &q.0)?))
+            }
+            KeyMaterial::Ec { curve, private, .. } => {
+                Self::Ec(EcKey::from_private(*curve, &private.0)?)
+            }
             KeyMaterial::Aes { key } => {
                 if !matches!(key.0.len(), 16 | 24 | 32) {
                     return Err(CryptoError::InvalidKey);
@@ -72,9 +76,13 @@ impl PrivateKey {
         let (hash, pss) = match algorithm {
             a if a == oid::TA_ECDSA_SHA1 || a == oid::TA_RSA_V15_SHA1 => (HashAlg::Sha1, false),
             a if a == oid::TA_ECDSA_SHA224 => (HashAlg::Sha224, false),
-            a if a == oid::TA_ECDSA_SHA256 || a == oid::TA_RSA_V15_SHA256 => (HashAlg::Sha256, false),
+            a if a == oid::TA_ECDSA_SHA256 || a == oid::TA_RSA_V15_SHA256 => {
+                (HashAlg::Sha256, false)
+            }
             a if a == oid::TA_ECDSA_SHA384 => (HashAlg::Sha384, false),
-            a if a == oid::TA_ECDSA_SHA512 || a == oid::TA_RSA_V15_SHA512 => (HashAlg::Sha512, false),
+            a if a == oid::TA_ECDSA_SHA512 || a == oid::TA_RSA_V15_SHA512 => {
+                (HashAlg::Sha512, false)
+            }
             a if a == oid::TA_RSA_PSS_SHA1 => (HashAlg::Sha1, true),
             a if a == oid::TA_RSA_PSS_SHA256 => (HashAlg::Sha256, true),
             a if a == oid::TA_RSA_PSS_SHA512 => (HashAlg::Sha512, true),

@@ -13,17 +13,31 @@ pub struct RsaKey(PrivateKey);
 pub const RSA_SIZES: [usize; 5] = [1024, 1536, 2048, 3072, 4096];
 
 /// Private parts of a key as big-endian bytes: `(n, e, d, p, q)`.
-pub type RsaParts = (Vec<u8>, Vec<u8>, Zeroizing<Vec<u8>>, Zeroizing<Vec<u8>>, Zeroizing<Vec<u8>>);
+pub type RsaParts = (
+    Vec<u8>,
+    Vec<u8>,
+    Zeroizing<Vec<u8>>,
+    Zeroizing<Vec<u8>>,
+    Zeroizing<Vec<u8>>,
+);
 
 impl RsaKey {
     pub fn generate(bits: usize) -> Result<Self, CryptoError> {
         if !RSA_SIZES.contains(&bits) {
             return Err(CryptoError::UnsupportedSize);
         }
-        PrivateKey::new(&mut SysRng, bits).map(Self).map_err(|_| CryptoError::Failed)
+        PrivateKey::new(&mut SysRng, bits)
+            .map(Self)
+            .map_err(|_| CryptoError::Failed)
     }
 
-    pub fn from_parts(n: &[u8], e: &[u8], d: &[u8], p: &[u8], q: &[u8]) -> Result<Self, CryptoError> {
+    pub fn from_parts(
+        n: &[u8],
+        e: &[u8],
+        d: &[u8],
+        p: &[u8],
+        q: &[u8],
+    ) -> Result<Self, CryptoError> {
         let nb = BoxedUint::from_be_slice_vartime;
         let mut key = PrivateKey::from_components(nb(n), nb(e), nb(d), vec![nb(p), nb(q)])
             .map_err(|_| CryptoError::InvalidKey)?;
@@ -32,7 +46,9 @@ impl RsaKey {
     }
 
     pub fn parts(&self) -> Result<RsaParts, CryptoError> {
-        let [p, q] = self.0.primes() else { return Err(CryptoError::InvalidKey) };
+        let [p, q] = self.0.primes() else {
+            return Err(CryptoError::InvalidKey);
+        };
         Ok((
             self.0.n_bytes().to_vec(),
             self.0.e_bytes().to_vec(),
@@ -65,8 +81,10 @@ impl RsaKey {
         if block.len() > self.size() {
             return Err(CryptoError::InvalidInput);
         }
-        let c = BoxedUint::from_be_slice(block, self.0.n_bits_precision()).map_err(|_| CryptoError::InvalidInput)?;
-        let m = rsa_decrypt_and_check(&self.0, Some(&mut SysRng), &c).map_err(|_| CryptoError::InvalidInput)?;
+        let c = BoxedUint::from_be_slice(block, self.0.n_bits_precision())
+            .map_err(|_| CryptoError::InvalidInput)?;
+        let m = rsa_decrypt_and_check(&self.0, Some(&mut SysRng), &c)
+            .map_err(|_| CryptoError::InvalidInput)?;
         let bytes = Zeroizing::new(m.to_be_bytes().to_vec());
         let len = self.size();
         let tail = &bytes[bytes.len().saturating_sub(len)..];
@@ -91,7 +109,9 @@ impl RsaKey {
             HashAlg::Sha384 => Pkcs1v15Sign::new::<sha2::Sha384>(),
             HashAlg::Sha512 => Pkcs1v15Sign::new::<sha2::Sha512>(),
         };
-        self.0.sign_with_rng(&mut SysRng, scheme, digest).map_err(|_| CryptoError::InvalidInput)
+        self.0
+            .sign_with_rng(&mut SysRng, scheme, digest)
+            .map_err(|_| CryptoError::InvalidInput)
     }
 
     /// RSASSA-PSS over a hash, MGF1 with the same hash, salt length = hash length.
@@ -100,11 +120,25 @@ impl RsaKey {
             return Err(CryptoError::InvalidInput);
         }
         let r = match hash {
-            HashAlg::Sha1 => self.0.sign_with_rng(&mut SysRng, Pss::<sha1::Sha1>::new(), digest),
-            HashAlg::Sha224 => self.0.sign_with_rng(&mut SysRng, Pss::<sha2::Sha224>::new(), digest),
-            HashAlg::Sha256 => self.0.sign_with_rng(&mut SysRng, Pss::<sha2::Sha256>::new(), digest),
-            HashAlg::Sha384 => self.0.sign_with_rng(&mut SysRng, Pss::<sha2::Sha384>::new(), digest),
-            HashAlg::Sha512 => self.0.sign_with_rng(&mut SysRng, Pss::<sha2::Sha512>::new(), digest),
+            HashAlg::Sha1 => self
+                .0
+                .sign_with_rng(&mut SysRng, Pss::<sha1::Sha1>::new(), digest),
+            HashAlg::Sha224 => {
+                self.0
+                    .sign_with_rng(&mut SysRng, Pss::<sha2::Sha224>::new(), digest)
+            }
+            HashAlg::Sha256 => {
+                self.0
+                    .sign_with_rng(&mut SysRng, Pss::<sha2::Sha256>::new(), digest)
+            }
+            HashAlg::Sha384 => {
+                self.0
+                    .sign_with_rng(&mut SysRng, Pss::<sha2::Sha384>::new(), digest)
+            }
+            HashAlg::Sha512 => {
+                self.0
+                    .sign_with_rng(&mut SysRng, Pss::<sha2::Sha512>::new(), digest)
+            }
         };
         r.map_err(|_| CryptoError::InvalidInput)
     }
