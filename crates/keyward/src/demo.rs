@@ -8,7 +8,7 @@ use anyhow::{Context, bail, ensure};
 use clap::Args;
 use keyward_apdu::{Command, ResponseView, StatusWord, tlv};
 use keyward_cvc::{AuthenticatedRequest, Certificate, PublicKey, oid};
-use keyward_se::crypto::{Curve, HashAlg, ecdsa_verify_prehash};
+use keyward_se::crypto::{Curve, HashAlg, der_signature_to_plain, ecdsa_verify_prehash};
 use keyward_se::dev_pki::DevCa;
 use keyward_se::{AID, Applet, StateFile};
 
@@ -160,6 +160,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let PublicKey::Ec { point, .. } = &ar.request.body.public_key else {
         bail!("expected an EC key")
     };
+    let sig = der_signature_to_plain(&sig, curve.field_len())?;
     ensure!(
         ecdsa_verify_prehash(curve, point, &HashAlg::Sha256.digest(data), &sig),
         "data signature does not verify"

@@ -267,6 +267,26 @@ pub fn verify_prehash(curve: Curve, public: &[u8], hash: &[u8], signature: &[u8]
     with_curve!(curve, C => verify::<C>(public, hash, signature))
 }
 
+/// Converts a DER `SEQUENCE { r, s }` (minimal or fixed-width integers) to plain `r‖s`.
+pub fn der_signature_to_plain(sig: &[u8], field_len: usize) -> Result<Vec<u8>, CryptoError> {
+    let seq = keyward_apdu::tlv::Tlv::parse_exact(sig).map_err(|_| CryptoError::InvalidInput)?;
+    let ints = keyward_apdu::tlv::parse_all(seq.value).map_err(|_| CryptoError::InvalidInput)?;
+    let [r, s] = ints.as_slice() else { return Err(CryptoError::InvalidInput) };
+    if seq.tag.0 != 0x30 || r.tag.0 != 0x02 || s.tag.0 != 0x02 {
+        return Err(CryptoError::InvalidInput);
+    }
+    let mut out = Vec::with_capacity(2 * field_len);
+    for int in [r, s] {
+        let v = strip_zeros(int.value);
+        if v.len() > field_len {
+            return Err(CryptoError::InvalidInput);
+        }
+        out.resize(out.len() + field_len - v.len(), 0);
+        out.extend_from_slice(v);
+    }
+    Ok(out)
+}
+
 fn generate<C>() -> Result<Vec<u8>, CryptoError>
 where
     C: CurveArithmetic,

@@ -6,7 +6,7 @@ mod hash;
 mod rsa_key;
 mod sym;
 
-pub use ec::{Curve, EcKey, verify_prehash as ecdsa_verify_prehash};
+pub use ec::{Curve, EcKey, der_signature_to_plain, verify_prehash as ecdsa_verify_prehash};
 pub use hash::HashAlg;
 pub use rsa_key::{RSA_SIZES, RsaKey};
 
