@@ -25,10 +25,19 @@ fn populated(path: &Path) -> Applet<StateFile> {
     };
     let mut card = Applet::new(state, file);
     select(&mut card);
-    ok(&mut card, Command::new(0x80, 0x50, 0, 0).with_data(init_data(1, PIN, SO_PIN, 3)));
-    ok(&mut card, Command::new(0, 0x20, 0, 0x81).with_data(PIN.to_vec()));
+    ok(
+        &mut card,
+        Command::new(0x80, 0x50, 0, 0).with_data(init_data(1, PIN, SO_PIN, 3)),
+    );
+    ok(
+        &mut card,
+        Command::new(0, 0x20, 0, 0x81).with_data(PIN.to_vec()),
+    );
     ok(&mut card, Command::new(0, 0x48, 1, 0xB2));
-    ok(&mut card, Command::new(0, 0xD7, 0xC9, 1).with_data(vec![0x54, 2, 0, 0, 0x53, 2, 0xAB, 0xCD]));
+    ok(
+        &mut card,
+        Command::new(0, 0xD7, 0xC9, 1).with_data(vec![0x54, 2, 0, 0, 0x53, 2, 0xAB, 0xCD]),
+    );
     card
 }
 
@@ -39,14 +48,30 @@ fn state_file_reveals_no_secret() {
     let card = populated(&path);
     let text = std::fs::read_to_string(&path).unwrap();
     let state = card.state();
-    let KeyMaterial::Aes { key } = &state.keys[&1].material else { panic!() };
-    for secret in [hex::encode(&key.0), hex::encode(&state.device.private.0), hex::encode(PIN), String::from_utf8_lossy(PIN).into()] {
-        assert!(!text.contains(&secret), "state file contains a secret in the clear");
+    let KeyMaterial::Aes { key } = &state.keys[&1].material else {
+        panic!()
+    };
+    for secret in [
+        hex::encode(&key.0),
+        hex::encode(&state.device.private.0),
+        hex::encode(PIN),
+        String::from_utf8_lossy(PIN).into(),
+    ] {
+        assert!(
+            !text.contains(&secret),
+            "state file contains a secret in the clear"
+        );
     }
-    assert!(!text.contains(&state.device.chr), "even the device id is sealed");
+    assert!(
+        !text.contains(&state.device.chr),
+        "even the device id is sealed"
+    );
     // The master key lives in a separate owner-only file.
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(key_path(&path)).unwrap().permissions().mode();
+    let mode = std::fs::metadata(key_path(&path))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
     let mode = std::fs::metadata(&path).unwrap().permissions().mode();
     assert_eq!(mode & 0o077, 0);
@@ -64,7 +89,14 @@ fn changes_persist_and_reload() {
     // A wrong PIN attempt is persisted before it is answered.
     let mut card = Applet::new(state, file);
     select(&mut card);
-    assert_eq!(send(&mut card, Command::new(0, 0x20, 0, 0x81).with_data(b"000000".to_vec())).1, StatusWord(0x63C2));
+    assert_eq!(
+        send(
+            &mut card,
+            Command::new(0, 0x20, 0, 0x81).with_data(b"000000".to_vec())
+        )
+        .1,
+        StatusWord(0x63C2)
+    );
     drop(card);
     let state = read_snapshot(&path, &key_path(&path)).unwrap();
     assert_eq!(state.config.unwrap().user_pin.unwrap().retries_left, 2);
@@ -81,7 +113,10 @@ fn second_opener_gets_a_clear_error() {
     }
     // Inspection without the lock still works.
     assert!(read_snapshot(&path, &key_path(&path)).is_ok());
-    assert!(matches!(StateFile::create(&path, &key_path(&path), &common::fresh_state()), Err(StorageError::Exists(_) | StorageError::Locked(_))));
+    assert!(matches!(
+        StateFile::create(&path, &key_path(&path), &common::fresh_state()),
+        Err(StorageError::Exists(_) | StorageError::Locked(_))
+    ));
 }
 
 #[test]
@@ -91,9 +126,15 @@ fn wrong_key_or_damaged_file_is_an_error() {
     drop(populated(&path));
     let other_key = dir.0.join("other.key");
     std::fs::write(&other_key, [7u8; 32]).unwrap();
-    assert!(matches!(StateFile::open(&path, &other_key), Err(StorageError::Unseal(_))));
+    assert!(matches!(
+        StateFile::open(&path, &other_key),
+        Err(StorageError::Unseal(_))
+    ));
     std::fs::write(&other_key, [7u8; 31]).unwrap();
-    assert!(matches!(StateFile::open(&path, &other_key), Err(StorageError::BadMasterKey(_))));
+    assert!(matches!(
+        StateFile::open(&path, &other_key),
+        Err(StorageError::BadMasterKey(_))
+    ));
     let good = std::fs::read(&path).unwrap();
     for cut in [0, 10, good.len() / 2, good.len() - 3] {
         std::fs::write(&path, &good[..cut]).unwrap();
@@ -105,8 +146,18 @@ fn wrong_key_or_damaged_file_is_an_error() {
     let c = if &text[pos..=pos] == "0" { "1" } else { "0" };
     text.replace_range(pos..=pos, c);
     std::fs::write(&path, text).unwrap();
-    assert!(matches!(StateFile::open(&path, &key_path(&path)), Err(StorageError::Unseal(_))));
-    std::fs::write(&path, good.clone().into_iter().map(|b| if b == b'1' { b'9' } else { b }).collect::<Vec<_>>()).unwrap();
+    assert!(matches!(
+        StateFile::open(&path, &key_path(&path)),
+        Err(StorageError::Unseal(_))
+    ));
+    std::fs::write(
+        &path,
+        good.clone()
+            .into_iter()
+            .map(|b| if b == b'1' { b'9' } else { b })
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
     assert!(StateFile::open(&path, &key_path(&path)).is_err());
 }
 
@@ -121,7 +172,10 @@ fn write_fixture_v1() {
     let _ = std::fs::remove_file(path);
     let _ = std::fs::remove_file(key_path(path));
     let mut card = populated(path);
-    ok(&mut card, Command::new(0, 0x20, 0, 0x81).with_data(PIN.to_vec()));
+    ok(
+        &mut card,
+        Command::new(0, 0x20, 0, 0x81).with_data(PIN.to_vec()),
+    );
 }
 
 #[test]
@@ -134,20 +188,37 @@ fn version_1_fixture_still_loads() {
     // And the element behind it still works: the PIN verifies, the key computes.
     let mut card = Applet::new(state, keyward_se::MemoryStore);
     select(&mut card);
-    ok(&mut card, Command::new(0, 0x20, 0, 0x81).with_data(PIN.to_vec()));
-    assert_eq!(ok(&mut card, Command::new(0x80, 0x78, 1, 0x18).with_data(b"x".to_vec()).with_le(256)).len(), 16);
+    ok(
+        &mut card,
+        Command::new(0, 0x20, 0, 0x81).with_data(PIN.to_vec()),
+    );
+    assert_eq!(
+        ok(
+            &mut card,
+            Command::new(0x80, 0x78, 1, 0x18)
+                .with_data(b"x".to_vec())
+                .with_le(256)
+        )
+        .len(),
+        16
+    );
 }
 
 /// Child half of the crash test: keeps rewriting a counter file until killed.
 #[test]
 #[ignore]
 fn crash_child() {
-    let Some(path) = std::env::var_os("KEYWARD_CRASH_STATE") else { return };
+    let Some(path) = std::env::var_os("KEYWARD_CRASH_STATE") else {
+        return;
+    };
     let path = PathBuf::from(path);
     let (file, state) = StateFile::open(&path, &key_path(&path)).unwrap();
     let mut card = Applet::new(state, file);
     select(&mut card);
-    ok(&mut card, Command::new(0, 0x20, 0, 0x81).with_data(PIN.to_vec()));
+    ok(
+        &mut card,
+        Command::new(0, 0x20, 0, 0x81).with_data(PIN.to_vec()),
+    );
     let mut n: u32 = counter(card.state());
     loop {
         n += 1;
@@ -160,7 +231,10 @@ fn crash_child() {
 
 fn counter(state: &State) -> u32 {
     state.files.get(&0xC902).map_or(0, |f| {
-        let words: Vec<u32> = f.0.chunks(4).map(|c| u32::from_be_bytes(c.try_into().unwrap())).collect();
+        let words: Vec<u32> =
+            f.0.chunks(4)
+                .map(|c| u32::from_be_bytes(c.try_into().unwrap()))
+                .collect();
         assert!(words.windows(2).all(|w| w[0] == w[1]), "torn write");
         words[0]
     })
@@ -186,7 +260,10 @@ fn survives_kill_9_at_any_instant() {
         // The file opens (the lock died with the process) and holds a whole, newer-or-equal state.
         let (_file, state) = StateFile::open(&path, &key_path(&path)).unwrap();
         let n = counter(&state);
-        assert!(n >= last, "round {round}: counter went back from {last} to {n}");
+        assert!(
+            n >= last,
+            "round {round}: counter went back from {last} to {n}"
+        );
         last = n;
     }
     assert!(last > 0, "the child never wrote");

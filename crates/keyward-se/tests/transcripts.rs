@@ -12,18 +12,35 @@ fn run_transcript(name: &str, text: &str) {
     for (n, line) in text.lines().enumerate() {
         let line = line.split('#').next().unwrap_or("").trim();
         if let Some(cmd) = line.strip_prefix('>') {
-            assert!(last.is_none(), "{name}:{}: response of the previous command not checked", n + 1);
+            assert!(
+                last.is_none(),
+                "{name}:{}: response of the previous command not checked",
+                n + 1
+            );
             last = Some(card.transmit(&common::hex(cmd)));
         } else if let Some(expect) = line.strip_prefix('<') {
-            let got = last.take().unwrap_or_else(|| panic!("{name}:{}: no command sent", n + 1));
+            let got = last
+                .take()
+                .unwrap_or_else(|| panic!("{name}:{}: no command sent", n + 1));
             let words: Vec<&str> = expect.split_whitespace().collect();
             let (sw, data) = words.split_last().unwrap();
             let sw = common::hex(sw);
             let (body, got_sw) = got.split_at(got.len() - 2);
-            assert_eq!(got_sw, &sw[..], "{name}:{}: status word (response {})", n + 1, hexs(&got));
+            assert_eq!(
+                got_sw,
+                &sw[..],
+                "{name}:{}: status word (response {})",
+                n + 1,
+                hexs(&got)
+            );
             match data {
                 ["*"] => {}
-                data => assert_eq!(hexs(body), data.concat().to_uppercase(), "{name}:{}: data", n + 1),
+                data => assert_eq!(
+                    hexs(body),
+                    data.concat().to_uppercase(),
+                    "{name}:{}: data",
+                    n + 1
+                ),
             }
         } else {
             assert!(line.is_empty(), "{name}:{}: unrecognized line", n + 1);
@@ -39,7 +56,10 @@ fn hexs(b: &[u8]) -> String {
 #[test]
 fn transcripts() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/transcripts");
-    let mut names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     names.sort();
     assert!(!names.is_empty());
     for path in names {

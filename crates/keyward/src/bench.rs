@@ -1,7 +1,344 @@
-pub fn run(_: BenchCommand) -> anyhow::Result<()> {
-    anyhow::bail!("benchmarks not built yet")
-}
-#[derive(clap::Subcommand)]
+//! `keyward bench …`: measurements printed beside a named peer measured in the same run.
+
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::{Attribute, ObjectHandle};
+use cryptoki::session::{Session, UserType};
+use cryptoki::types::AuthPin;
+use keyward_apdu::{Command, ResponseView, StatusWord};
+use keyward_se::dev_pki::DevCa;
+use keyward_se::{AID, Applet, StateFile};
+
+#[derive(Subcommand)]
 pub enum BenchCommand {
-    Apdu,
+    /// APDU round trips through pcscd + vpcd, and C_Sign rates through OpenSC's PKCS#11 module
+    /// → pcscd → element, beside SoftHSM2's rates for the same loop.
+    Apdu(ApduArgs),
+    /// (internal) One PKCS#11 C_Sign loop in this process; prints `ec=<per s> rsa=<per s>`.
+    #[command(hide = true)]
+    SignLoop(SignLoopArgs),
+}
+
+#[derive(Args)]
+pub struct ApduArgs {
+    /// vpcd address the benchmark element attaches to.
+    #[arg(long, default_value = "127.0.0.1:35963")]
+    vpcd: String,
+    /// PC/SC reader name of that vpcd port.
+    #[arg(long, default_value = "Virtual PCD 00 00")]
+    reader: String,
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 3.0)]
+    seconds: f64,
+    #[arg(long, default_value = "/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so")]
+    opensc_module: PathBuf,
+    #[arg(long, default_value = "/usr/lib/softhsm/libsofthsm2.so")]
+    softhsm_module: PathBuf,
+}
+
+#[derive(Args)]
+pub struct SignLoopArgs {
+    #[arg(long)]
+    module: PathBuf,
+    #[arg(long)]
+    pin: String,
+    /// Initialize the first slot's token first (SoftHSM) with this SO-PIN.
+    #[arg(long)]
+    init_token_so_pin: Option<String>,
+    #[arg(long)]
+    seconds: f64,
+}
+
+pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
+    match cmd {
+        BenchCommand::Apdu(a) => apdu(&a),
+        BenchCommand::SignLoop(a) => {
+            let (ec, rsa) = sign_loop(&a)?;
+            println!("ec={ec:.1} rsa={rsa:.1}");
+            Ok(())
+        }
+    }
+}
+
+const PIN: &str = "648219";
+const SO_PIN_HEX: &str = "3537363231383830";
+
+fn apdu(a: &ApduArgs) -> anyhow::Result<()> {
+    let work = std::env::temp_dir().join(format!("keyward-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    let result = apdu_in(a, &work);
+    let _ = std::fs::remove_dir_all(&work);
+    result
+}
+
+fn apdu_in(a: &ApduArgs, work: &Path) -> anyhow::Result<()> {
+    let ca = DevCa::open_or_create(&work.join("dev-ca"))?;
+    let state_path = work.join("se.json");
+    let file = StateFile::create(
+        &state_path,
+        &StateFile::default_key_path(&state_path),
+        &ca.new_element()?,
+    )?;
+    let (file, state) = {
+        drop(file);
+        StateFile::open(&state_path, &StateFile::default_key_path(&state_path))?
+    };
+    let mut applet = Applet::new(state.clone(), file);
+    let stop = Arc::new(AtomicBool::new(false));
+    let server = {
+        let (stop, addr) = (stop.clone(), a.vpcd.clone());
+        std::thread::spawn(move || keyward_se::vpcd::serve(&mut applet, &addr, &stop))
+    };
+    let result = measure_all(a, state);
+    stop.store(true, Ordering::Relaxed);
+    let _ = server.join();
+    result
+}
+
+fn select_apdu() -> Vec<u8> {
+    let mut v = vec![0x00, 0xA4, 0x04, 0x0C, AID.len() as u8];
+    v.extend_from_slice(AID);
+    v
+}
+
+fn measure_all(a: &ApduArgs, state: keyward_se::state::State) -> anyhow::Result<()> {
+    let seconds = Duration::from_secs_f64(a.seconds);
+    // Reference: the same APDU straight into an in-process element.
+    let mut local = Applet::new(state, keyward_se::MemoryStore);
+    let select = select_apdu();
+    let local_rate = rate(seconds, || {
+        local.transmit(&select);
+        Ok(())
+    })?;
+
+    let ctx = pcsc::Context::establish(pcsc::Scope::User).context("PC/SC (is pcscd running?)")?;
+    let reader = CString::new(a.reader.clone())?;
+    let card = connect(&ctx, &reader)?;
+    let mut buf = [0u8; 512];
+    let pcsc_rate = rate(seconds, || {
+        let r = card.transmit(&select, &mut buf)?;
+        if r != [0x90, 0x00] {
+            bail!("SELECT answered {r:02X?}");
+        }
+        Ok(())
+    })?;
+    println!(
+        "APDU round trips/s: pcscd+vpcd {pcsc_rate:.0} (goal >= 10000), in-process {local_rate:.0}"
+    );
+
+    // Initialize for PKCS#11 use.
+    let so_pin = hex::decode(SO_PIN_HEX)?;
+    let mut init = vec![0x80, 2, 0, 1, 0x81, PIN.len() as u8];
+    init.extend_from_slice(PIN.as_bytes());
+    init.extend_from_slice(&[0x82, 8]);
+    init.extend_from_slice(&so_pin);
+    init.extend_from_slice(&[0x91, 1, 3]);
+    let init = Command::new(0x80, 0x50, 0, 0).with_data(init).encode()?;
+    let r = ResponseView::parse(card.transmit(&init, &mut buf)?)?;
+    if r.sw != StatusWord::SUCCESS {
+        bail!("INITIALIZE DEVICE answered {}", r.sw);
+    }
+    drop(card);
+
+    let keyward = run_sign_loop(&a.opensc_module, a.seconds, None, &[])?;
+    let softhsm_dir = tempdir_for_softhsm()?;
+    let conf = softhsm_dir.join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            softhsm_dir.join("tokens").display()
+        ),
+    )?;
+    std::fs::create_dir_all(softhsm_dir.join("tokens"))?;
+    let softhsm = run_sign_loop(
+        &a.softhsm_module,
+        a.seconds,
+        Some("1234567812345678"),
+        &[("SOFTHSM2_CONF", conf.as_os_str())],
+    );
+    let _ = std::fs::remove_dir_all(&softhsm_dir);
+    let softhsm = softhsm?;
+    println!(
+        "ECDSA P-256 C_Sign/s: keyward via OpenSC+pcscd {:.0}, SoftHSM2 {:.0}, ratio {:.2}",
+        keyward.0,
+        softhsm.0,
+        keyward.0 / softhsm.0
+    );
+    println!(
+        "RSA-2048 C_Sign/s: keyward via OpenSC+pcscd {:.0}, SoftHSM2 {:.0}, ratio {:.2}",
+        keyward.1,
+        softhsm.1,
+        keyward.1 / softhsm.1
+    );
+    Ok(())
+}
+
+fn tempdir_for_softhsm() -> anyhow::Result<PathBuf> {
+    let d = std::env::temp_dir().join(format!("keyward-bench-softhsm-{}", std::process::id()));
+    std::fs::create_dir_all(&d)?;
+    Ok(d)
+}
+
+fn connect(ctx: &pcsc::Context, reader: &std::ffi::CStr) -> anyhow::Result<pcsc::Card> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match ctx.connect(reader, pcsc::ShareMode::Shared, pcsc::Protocols::ANY) {
+            Ok(card) => {
+                // Freshly attached: wait until the element answers.
+                let mut buf = [0u8; 64];
+                if card
+                    .transmit(&select_apdu(), &mut buf)
+                    .is_ok_and(|r| r == [0x90, 0x00])
+                {
+                    return Ok(card);
+                }
+            }
+            Err(e) if Instant::now() > deadline => bail!("reader {reader:?}: {e}"),
+            Err(_) => {}
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Calls `f` repeatedly for `d`, returning calls per second.
+fn rate(d: Duration, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<f64> {
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < d {
+        f()?;
+        n += 1;
+    }
+    Ok(n as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Runs the C_Sign loop in a child process (so a module's environment, e.g. SOFTHSM2_CONF, is
+/// set before it loads) and parses its `ec=… rsa=…` line.
+fn run_sign_loop(
+    module: &Path,
+    seconds: f64,
+    init_token_so_pin: Option<&str>,
+    env: &[(&str, &std::ffi::OsStr)],
+) -> anyhow::Result<(f64, f64)> {
+    let mut cmd = std::process::Command::new(std::env::current_exe()?);
+    cmd.args([
+        "bench",
+        "sign-loop",
+        "--pin",
+        PIN,
+        "--seconds",
+        &seconds.to_string(),
+        "--module",
+    ])
+    .arg(module);
+    if let Some(so) = init_token_so_pin {
+        cmd.args(["--init-token-so-pin", so]);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output()?;
+    if !out.status.success() {
+        bail!(
+            "sign loop with {} failed: {}",
+            module.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let field = |k: &str| -> anyhow::Result<f64> {
+        text.split_whitespace()
+            .find_map(|w| w.strip_prefix(k))
+            .context("sign loop printed no result")?
+            .parse()
+            .context("sign loop result")
+    };
+    Ok((field("ec=")?, field("rsa=")?))
+}
+
+fn sign_loop(a: &SignLoopArgs) -> anyhow::Result<(f64, f64)> {
+    let p11 = Pkcs11::new(&a.module)?;
+    p11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))?;
+    let pin = AuthPin::from(a.pin.clone());
+    let slot = match &a.init_token_so_pin {
+        Some(so) => {
+            let slot = *p11.get_all_slots()?.first().context("no slot")?;
+            let so = AuthPin::from(so.clone());
+            p11.init_token(slot, &so, "bench")?;
+            let s = p11.open_rw_session(slot)?;
+            s.login(UserType::So, Some(&so))?;
+            s.init_pin(&pin)?;
+            s.logout()?;
+            slot
+        }
+        None => *p11.get_slots_with_token()?.first().context("no token")?,
+    };
+    let session = p11.open_rw_session(slot)?;
+    session.login(UserType::User, Some(&pin))?;
+    let seconds = Duration::from_secs_f64(a.seconds);
+
+    // P-256 (OID 1.2.840.10045.3.1.7) and RSA-2048 keys, generated inside the token.
+    let ec_params = vec![0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07];
+    let (_, ec_key) = session.generate_key_pair(
+        &Mechanism::EccKeyPairGen,
+        &[
+            Attribute::Token(true),
+            Attribute::EcParams(ec_params),
+            Attribute::Verify(true),
+            Attribute::Id(vec![0x51]),
+        ],
+        &[
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Sign(true),
+            Attribute::Id(vec![0x51]),
+        ],
+    )?;
+    let (_, rsa_key) = session.generate_key_pair(
+        &Mechanism::RsaPkcsKeyPairGen,
+        &[
+            Attribute::Token(true),
+            Attribute::ModulusBits(2048.into()),
+            Attribute::PublicExponent(vec![1, 0, 1]),
+            Attribute::Verify(true),
+            Attribute::Id(vec![0x52]),
+        ],
+        &[
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Sign(true),
+            Attribute::Id(vec![0x52]),
+        ],
+    )?;
+    let hash = [0x5Au8; 32];
+    let mut digest_info = vec![
+        0x30, 0x31, 0x30, 0x0D, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01,
+        0x05, 0x00, 0x04, 0x20,
+    ];
+    digest_info.extend_from_slice(&hash);
+    let ec = rate(seconds, || {
+        sign_once(&session, &Mechanism::Ecdsa, ec_key, &hash)
+    })?;
+    let rsa = rate(seconds, || {
+        sign_once(&session, &Mechanism::RsaPkcs, rsa_key, &digest_info)
+    })?;
+    Ok((ec, rsa))
+}
+
+fn sign_once(
+    session: &Session,
+    mechanism: &Mechanism<'_>,
+    key: ObjectHandle,
+    data: &[u8],
+) -> anyhow::Result<()> {
+    session.sign(mechanism, key, data)?;
+    Ok(())
 }

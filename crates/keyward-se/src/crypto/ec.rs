@@ -271,7 +271,9 @@ pub fn verify_prehash(curve: Curve, public: &[u8], hash: &[u8], signature: &[u8]
 pub fn der_signature_to_plain(sig: &[u8], field_len: usize) -> Result<Vec<u8>, CryptoError> {
     let seq = keyward_apdu::tlv::Tlv::parse_exact(sig).map_err(|_| CryptoError::InvalidInput)?;
     let ints = keyward_apdu::tlv::parse_all(seq.value).map_err(|_| CryptoError::InvalidInput)?;
-    let [r, s] = ints.as_slice() else { return Err(CryptoError::InvalidInput) };
+    let [r, s] = ints.as_slice() else {
+        return Err(CryptoError::InvalidInput);
+    };
     if seq.tag.0 != 0x30 || r.tag.0 != 0x02 || s.tag.0 != 0x02 {
         return Err(CryptoError::InvalidInput);
     }

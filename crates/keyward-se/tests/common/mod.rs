@@ -31,7 +31,10 @@ pub fn card() -> Applet<MemoryStore> {
 
 pub fn hex(s: &str) -> Vec<u8> {
     let s: String = s.split_whitespace().collect();
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
 }
 
 /// Sends a command, returning data and status word.
@@ -44,12 +47,20 @@ pub fn send<P: keyward_se::Persist>(card: &mut Applet<P>, cmd: Command) -> (Vec<
 /// Sends a command that must succeed (9000 or the end-of-file warning).
 pub fn ok<P: keyward_se::Persist>(card: &mut Applet<P>, cmd: Command) -> Vec<u8> {
     let (data, sw) = send(card, cmd.clone());
-    assert!(sw == StatusWord::SUCCESS || sw == StatusWord::END_OF_FILE, "{cmd:02X?} -> {sw}");
+    assert!(
+        sw == StatusWord::SUCCESS || sw == StatusWord::END_OF_FILE,
+        "{cmd:02X?} -> {sw}"
+    );
     data
 }
 
 pub fn select<P: keyward_se::Persist>(card: &mut Applet<P>) {
-    ok(card, Command::new(0, 0xA4, 4, 0).with_data(AID.to_vec()).with_le(256));
+    ok(
+        card,
+        Command::new(0, 0xA4, 4, 0)
+            .with_data(AID.to_vec())
+            .with_le(256),
+    );
 }
 
 pub fn init_data(options: u16, pin: &[u8], so_pin: &[u8], retries: u8) -> Vec<u8> {
@@ -67,8 +78,14 @@ pub fn init_data(options: u16, pin: &[u8], so_pin: &[u8], retries: u8) -> Vec<u8
 pub fn ready_card() -> Applet<MemoryStore> {
     let mut c = card();
     select(&mut c);
-    ok(&mut c, Command::new(0x80, 0x50, 0, 0).with_data(init_data(1, PIN, SO_PIN, 3)));
-    ok(&mut c, Command::new(0, 0x20, 0, 0x81).with_data(PIN.to_vec()));
+    ok(
+        &mut c,
+        Command::new(0x80, 0x50, 0, 0).with_data(init_data(1, PIN, SO_PIN, 3)),
+    );
+    ok(
+        &mut c,
+        Command::new(0, 0x20, 0, 0x81).with_data(PIN.to_vec()),
+    );
     c
 }
 
@@ -82,7 +99,8 @@ pub mod tempfile_dir {
         pub fn new(tag: &str) -> Self {
             static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
             let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let p = std::env::temp_dir().join(format!("keyward-test-{tag}-{}-{n}", std::process::id()));
+            let p =
+                std::env::temp_dir().join(format!("keyward-test-{tag}-{}-{n}", std::process::id()));
             let _ = std::fs::remove_dir_all(&p);
             std::fs::create_dir_all(&p).unwrap();
             Self(p)
