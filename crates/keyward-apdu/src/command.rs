@@ -174,7 +174,8 @@ impl Command {
         let mut out = Vec::with_capacity(self.data.len() + 9);
         out.extend_from_slice(&[self.cla, self.ins, self.p1, self.p2]);
         // The range checks above make the narrowing casts below exact (65536/256 wrap to 0 as ISO wants).
-        if self.is_extended() {
+        let case1 = self.data.is_empty() && self.le.is_none();
+        if self.is_extended() && !case1 {
             out.push(0);
             if !self.data.is_empty() {
                 out.extend_from_slice(&(self.data.len() as u16).to_be_bytes());

@@ -139,35 +139,7 @@ impl StateFile {
     }
 
     fn load(&self) -> Result<State, StorageError> {
-        let bytes = fs::read(&self.path).map_err(io(&self.path))?;
-        let env: Envelope = serde_json::from_slice(&bytes)
-            .map_err(|_| StorageError::NotAStateFile(self.path.clone()))?;
-        if env.format != FORMAT {
-            return Err(StorageError::NotAStateFile(self.path.clone()));
-        }
-        if env.version > STATE_VERSION {
-            return Err(StorageError::TooNew {
-                path: self.path.clone(),
-                version: env.version,
-            });
-        }
-        let cipher =
-            Aes256Gcm::new_from_slice(&self.master_key[..]).map_err(|_| StorageError::Rng)?;
-        let nonce =
-            Nonce::try_from(&env.nonce[..]).map_err(|_| StorageError::Unseal(self.path.clone()))?;
-        let aad = aad(env.version);
-        let plain = Zeroizing::new(
-            cipher
-                .decrypt(
-                    &nonce,
-                    Payload {
-                        msg: &env.sealed,
-                        aad: &aad,
-                    },
-                )
-                .map_err(|_| StorageError::Unseal(self.path.clone()))?,
-        );
-        Ok(State::from_versioned_json(env.version, &plain)?)
+        unseal(&self.path, &self.master_key)
     }
 
     /// Seals `state` and atomically replaces the file.
@@ -195,6 +167,37 @@ impl StateFile {
         };
         write_atomically(&self.path, &serde_json::to_vec_pretty(&env)?, 0o600)
     }
+}
+
+/// Reads and decrypts a state file.
+fn unseal(path: &Path, master_key: &[u8; 32]) -> Result<State, StorageError> {
+    let bytes = fs::read(path).map_err(io(path))?;
+    let env: Envelope = serde_json::from_slice(&bytes)
+        .map_err(|_| StorageError::NotAStateFile(path.to_path_buf()))?;
+    if env.format != FORMAT {
+        return Err(StorageError::NotAStateFile(path.to_path_buf()));
+    }
+    if env.version > STATE_VERSION {
+        return Err(StorageError::TooNew {
+            path: path.to_path_buf(),
+            version: env.version,
+        });
+    }
+    let cipher = Aes256Gcm::new_from_slice(master_key).map_err(|_| StorageError::Rng)?;
+    let nonce =
+        Nonce::try_from(&env.nonce[..]).map_err(|_| StorageError::Unseal(path.to_path_buf()))?;
+    let plain = Zeroizing::new(
+        cipher
+            .decrypt(
+                &nonce,
+                Payload {
+                    msg: &env.sealed,
+                    aad: &aad(env.version),
+                },
+            )
+            .map_err(|_| StorageError::Unseal(path.to_path_buf()))?,
+    );
+    Ok(State::from_versioned_json(env.version, &plain)?)
 }
 
 fn aad(version: u32) -> Vec<u8> {
@@ -246,12 +249,5 @@ pub fn write_atomically(path: &Path, data: &[u8], mode: u32) -> Result<(), Stora
 /// Reads a state file without taking its lock (for inspection while another process serves it;
 /// safe because every write is an atomic rename).
 pub fn read_snapshot(path: &Path, key: &Path) -> Result<State, StorageError> {
-    let master_key = read_key(key)?;
-    let lock = File::open(path).map_err(io(path))?;
-    StateFile {
-        path: path.to_path_buf(),
-        master_key,
-        _lock: lock,
-    }
-    .load()
+    unseal(path, &*read_key(key)?)
 }

@@ -55,17 +55,12 @@ fn serve_connection<P: Persist>(
     stream.set_nodelay(true)?;
     // A read timeout lets the loop notice `stop` while vpcd is idle.
     stream.set_read_timeout(Some(Duration::from_millis(200)))?;
+    let mut frames = Deframer::default();
     let mut out = Vec::with_capacity(4096);
-    let mut payload = Vec::with_capacity(4096);
     loop {
-        let mut len = [0u8; 2];
-        if !read_full(&mut stream, &mut len, stop)? {
+        let Some(payload) = next_frame(&mut stream, &mut frames, stop)? else {
             return Ok(());
-        }
-        payload.resize(usize::from(u16::from_be_bytes(len)), 0);
-        if !read_full(&mut stream, &mut payload, stop)? {
-            return Ok(());
-        }
+        };
         let reply = match payload.as_slice() {
             [POWER_OFF] | [POWER_ON] | [RESET] => {
                 applet.reset();
@@ -91,16 +86,23 @@ fn serve_connection<P: Persist>(
     }
 }
 
-/// Fills `buf`, waiting through read timeouts; false when the peer closed or `stop` was set.
-fn read_full(stream: &mut TcpStream, buf: &mut [u8], stop: &AtomicBool) -> io::Result<bool> {
-    let mut got = 0;
-    while got < buf.len() {
-        match stream.read(&mut buf[got..]) {
-            Ok(0) => return Ok(false),
+/// Reads until `frames` yields a complete frame; `None` when the peer closed or `stop` was set.
+fn next_frame(
+    stream: &mut TcpStream,
+    frames: &mut Deframer,
+    stop: &AtomicBool,
+) -> io::Result<Option<Vec<u8>>> {
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(frame) = frames.next_frame() {
+            return Ok(Some(frame));
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) => return Ok(None),
             Ok(n) => {
-                got += n;
-                // vpcd writes length and payload separately; Linux clears TCP_QUICKACK after use, and
-                // without it every round trip waits ~40 ms for a delayed ACK.
+                frames.push(&chunk[..n]);
+                // Linux clears TCP_QUICKACK after use; without it every round trip can wait ~40 ms
+                // for a delayed ACK (vpcd writes the length and the payload separately).
                 let _ = SockRef::from(&*stream).set_tcp_quickack(true);
             }
             Err(e)
@@ -110,12 +112,51 @@ fn read_full(stream: &mut TcpStream, buf: &mut [u8], stop: &AtomicBool) -> io::R
                 ) =>
             {
                 if stop.load(Ordering::Relaxed) {
-                    return Ok(false);
+                    return Ok(None);
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
     }
-    Ok(true)
+}
+
+/// vpcd framing without I/O: bytes in, complete `length ‖ payload` frames out.
+#[derive(Debug, Default)]
+pub struct Deframer {
+    buf: Vec<u8>,
+}
+
+impl Deframer {
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The next complete frame's payload, if one has arrived.
+    pub fn next_frame(&mut self) -> Option<Vec<u8>> {
+        let (len, rest) = self.buf.split_first_chunk::<2>()?;
+        let len = usize::from(u16::from_be_bytes(*len));
+        let payload = rest.get(..len)?.to_vec();
+        self.buf.drain(..2 + len);
+        Some(payload)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Deframer;
+
+    #[test]
+    fn deframes_split_and_coalesced_input() {
+        let mut d = Deframer::default();
+        d.push(&[0x00]);
+        assert_eq!(d.next_frame(), None);
+        d.push(&[0x01, 0x04, 0x00, 0x03, 0xAA]);
+        assert_eq!(d.next_frame(), Some(vec![0x04]));
+        assert_eq!(d.next_frame(), None);
+        d.push(&[0xBB, 0xCC, 0x00, 0x00]);
+        assert_eq!(d.next_frame(), Some(vec![0xAA, 0xBB, 0xCC]));
+        assert_eq!(d.next_frame(), Some(vec![]));
+        assert_eq!(d.next_frame(), None);
+    }
 }

@@ -384,6 +384,7 @@ mod tests {
             assert_eq!(Curve::from_domain(&d), Some(curve));
             let hash = [0x5Au8; 32];
             let sig = key.sign_prehash_der(&hash).unwrap();
+            let sig = der_signature_to_plain(&sig, curve.field_len()).unwrap();
             assert!(verify_prehash(curve, key.public_point(), &hash, &sig));
             let plain = key.sign_prehash_plain(&hash).unwrap();
             assert_eq!(plain.len(), 2 * curve.field_len());
