@@ -14,6 +14,26 @@ pub struct EcDomain {
     pub h: Vec<u8>,
 }
 
+impl EcDomain {
+    /// The value of a `7F49` key-generation template (GENERATE ASYMMETRIC KEY PAIR): the
+    /// algorithm and the explicit domain parameters, without a public point.
+    pub fn key_template(&self, algorithm: &[u8]) -> Result<Vec<u8>, CvcError> {
+        let mut v = Vec::new();
+        tlv::write(&mut v, tag::OID, algorithm)?;
+        for (t, value) in [
+            (0x81, &self.p),
+            (0x82, &self.a),
+            (0x83, &self.b),
+            (0x84, &self.g),
+            (0x85, &self.n),
+            (0x87, &self.h),
+        ] {
+            tlv::write(&mut v, t, value)?;
+        }
+        Ok(v)
+    }
+}
+
 /// The public key of a CV certificate or request (`7F49`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PublicKey {

@@ -13,20 +13,10 @@ use rsa::BoxedUint;
 use rsa::traits::PublicKeyParts;
 
 fn ec_template(curve: Curve, extra: &[u8]) -> Vec<u8> {
-    let d = curve.domain();
-    let mut key = Vec::new();
-    tlv::write(&mut key, 0x06, oid::TA_ECDSA_SHA256).unwrap();
-    for (t, v) in [
-        (0x81, &d.p),
-        (0x82, &d.a),
-        (0x83, &d.b),
-        (0x84, &d.g),
-        (0x85, &d.n),
-        (0x87, &d.h),
-    ] {
-        tlv::write(&mut key, t, v).unwrap();
-    }
-    gakp(&key, extra)
+    gakp(
+        &curve.domain().key_template(oid::TA_ECDSA_SHA256).unwrap(),
+        extra,
+    )
 }
 
 fn rsa_template(bits: u16, extra: &[u8]) -> Vec<u8> {

@@ -108,19 +108,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     // Key generation with attestation.
     let curve = Curve::Secp256r1;
-    let d = curve.domain();
-    let mut key = Vec::new();
-    tlv::write(&mut key, 0x06, oid::TA_ECDSA_SHA256)?;
-    for (t, v) in [
-        (0x81, &d.p),
-        (0x82, &d.a),
-        (0x83, &d.b),
-        (0x84, &d.g),
-        (0x85, &d.n),
-        (0x87, &d.h),
-    ] {
-        tlv::write(&mut key, t, v)?;
-    }
+    let key = curve.domain().key_template(oid::TA_ECDSA_SHA256)?;
     let mut gakp = Vec::new();
     tlv::write(&mut gakp, 0x5F29, &[0])?;
     tlv::write(&mut gakp, 0x42, b"UTCA00001")?;

@@ -11,6 +11,14 @@ pub enum HashAlg {
 }
 
 impl HashAlg {
+    pub const ALL: [Self; 5] = [
+        Self::Sha1,
+        Self::Sha224,
+        Self::Sha256,
+        Self::Sha384,
+        Self::Sha512,
+    ];
+
     pub fn digest(self, data: &[u8]) -> Vec<u8> {
         match self {
             Self::Sha1 => sha1::Sha1::digest(data).to_vec(),
@@ -33,15 +41,7 @@ impl HashAlg {
 
     /// The hash whose output has `len` bytes (how PSS over a supplied hash learns the hash).
     pub fn from_output_len(len: usize) -> Option<Self> {
-        [
-            Self::Sha1,
-            Self::Sha224,
-            Self::Sha256,
-            Self::Sha384,
-            Self::Sha512,
-        ]
-        .into_iter()
-        .find(|h| h.output_len() == len)
+        Self::ALL.into_iter().find(|h| h.output_len() == len)
     }
 
     /// DER prefix of a PKCS#1 DigestInfo for this hash (the hash value follows it).
@@ -60,15 +60,7 @@ impl HashAlg {
 
     /// Splits a DigestInfo into its hash algorithm and value.
     pub fn split_digest_info(data: &[u8]) -> Option<(Self, &[u8])> {
-        [
-            Self::Sha1,
-            Self::Sha224,
-            Self::Sha256,
-            Self::Sha384,
-            Self::Sha512,
-        ]
-        .into_iter()
-        .find_map(|h| {
+        Self::ALL.into_iter().find_map(|h| {
             data.strip_prefix(h.digest_info_prefix())
                 .filter(|v| v.len() == h.output_len())
                 .map(|v| (h, v))
