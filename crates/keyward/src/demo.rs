@@ -37,11 +37,22 @@ impl<P: keyward_se::Persist> Card<P> {
 }
 
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
-    let dir = match args.dir {
-        Some(d) => d,
-        None => std::env::temp_dir().join(format!("keyward-demo-{}", std::process::id())),
+    let (dir, temporary) = match args.dir {
+        Some(d) => (d, false),
+        None => (
+            std::env::temp_dir().join(format!("keyward-demo-{}", std::process::id())),
+            true,
+        ),
     };
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let result = run_in(&dir);
+    if temporary {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    result
+}
+
+fn run_in(dir: &std::path::Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let ca = DevCa::open_or_create(&dir.join("dev-ca"))?;
     let state_path = dir.join("element.json");
     let _ = std::fs::remove_file(&state_path);
