@@ -18,4 +18,14 @@ pub enum CvcError {
     InvalidDate,
     #[error("unknown public-key algorithm")]
     UnknownAlgorithm,
+    #[error("the key does not fit the signature algorithm")]
+    KeyMismatch,
+    #[error("EC public key without domain parameters and none to inherit")]
+    MissingDomainParameters,
+    #[error("EC domain parameters of an unsupported curve")]
+    UnknownCurve,
+    #[error("signature does not verify")]
+    BadSignature,
+    #[error("signing failed")]
+    SigningFailed,
 }

@@ -1,37 +1,25 @@
 use keyward_apdu::tlv::{self, Tlv};
 
+pub use keyward_crypto::EcDomain;
+
 use crate::{CvcError, oid, tag};
 
-/// Explicit elliptic-curve domain parameters (big-endian, as in `7F49` tags 81–85, 87).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct EcDomain {
-    pub p: Vec<u8>,
-    pub a: Vec<u8>,
-    pub b: Vec<u8>,
-    /// Base point, uncompressed `04‖X‖Y`.
-    pub g: Vec<u8>,
-    pub n: Vec<u8>,
-    pub h: Vec<u8>,
-}
-
-impl EcDomain {
-    /// The value of a `7F49` key-generation template (GENERATE ASYMMETRIC KEY PAIR): the
-    /// algorithm and the explicit domain parameters, without a public point.
-    pub fn key_template(&self, algorithm: &[u8]) -> Result<Vec<u8>, CvcError> {
-        let mut v = Vec::new();
-        tlv::write(&mut v, tag::OID, algorithm)?;
-        for (t, value) in [
-            (0x81, &self.p),
-            (0x82, &self.a),
-            (0x83, &self.b),
-            (0x84, &self.g),
-            (0x85, &self.n),
-            (0x87, &self.h),
-        ] {
-            tlv::write(&mut v, t, value)?;
-        }
-        Ok(v)
+/// The value of a `7F49` key-generation template (GENERATE ASYMMETRIC KEY PAIR): the algorithm
+/// and the explicit domain parameters, without a public point.
+pub fn ec_key_template(domain: &EcDomain, algorithm: &[u8]) -> Result<Vec<u8>, CvcError> {
+    let mut v = Vec::new();
+    tlv::write(&mut v, tag::OID, algorithm)?;
+    for (t, value) in [
+        (0x81, &domain.p),
+        (0x82, &domain.a),
+        (0x83, &domain.b),
+        (0x84, &domain.g),
+        (0x85, &domain.n),
+        (0x87, &domain.h),
+    ] {
+        tlv::write(&mut v, t, value)?;
     }
+    Ok(v)
 }
 
 /// The public key of a CV certificate or request (`7F49`).

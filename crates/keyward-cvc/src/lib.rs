@@ -3,22 +3,25 @@
 //! authenticated requests `67 { 7F21, 42 outer CAR, 5F37 outer signature }`.
 //!
 //! Parsing keeps the raw encodings, so the signed data (the encoded `7F4E`) is exactly what was
-//! received. Signature creation and checking live with the key material (the secure element, the
-//! CAs); this crate only builds and reads the structures.
+//! received. [`signature`] signs and verifies with every TR-03110 algorithm; [`chain`] validates
+//! device chains against a trust store and verifies key attestations.
 #![forbid(unsafe_code)]
 
 mod body;
 mod cert;
+pub mod chain;
 mod date;
 mod error;
 mod key;
 pub mod oid;
+pub mod signature;
 
 pub use body::{Body, Chat};
 pub use cert::{AuthenticatedRequest, Certificate};
+pub use chain::{AttestedKey, ChainError, DeviceIdentity, TrustStore};
 pub use date::CvDate;
 pub use error::CvcError;
-pub use key::{EcDomain, PublicKey};
+pub use key::{EcDomain, PublicKey, ec_key_template};
 
 /// Tags of the data objects in a CV certificate.
 pub mod tag {

@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use keyward_apdu::{CommandView, Response, StatusWord as Sw, tlv};
 
-use crate::crypto::PrivateKey;
 use crate::state::{HexBytes, State};
 use crate::storage::{StateFile, StorageError};
+use keyward_crypto::PrivateKey;
 
 /// AID of the SmartCard-HSM applet (`E8` + OID 1.3.6.1.4.1.24991.2.1).
 pub const AID: &[u8] = &[
@@ -181,7 +181,7 @@ impl<P: Persist> Applet<P> {
             return Ok(k.clone());
         }
         let obj = self.state.keys.get(&kid).ok_or(Sw::REFERENCE_NOT_FOUND)?;
-        let key = Arc::new(PrivateKey::from_material(&obj.material).map_err(|e| {
+        let key = Arc::new(obj.material.load().map_err(|e| {
             tracing::error!(kid, error = %e, "stored key material is unusable");
             Sw::MEMORY_FAILURE
         })?);

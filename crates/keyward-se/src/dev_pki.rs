@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use keyward_cvc::{Body, Certificate, Chat, CvDate, PublicKey, oid};
 use serde::{Deserialize, Serialize};
 
-use crate::crypto::{self, Curve, EcKey, PrivateKey};
 use crate::state::{DeviceKey, SecretBytes, State};
 use crate::storage::{StorageError, write_atomically};
+use keyward_crypto::{self as crypto, Curve, EcKey, PrivateKey};
 
 /// All device-PKI keys live on brainpoolP256r1 with ECDSA-SHA-256, like CardContact's.
 pub const DEVICE_CURVE: Curve = Curve::BrainpoolP256r1;
@@ -63,8 +63,8 @@ fn random_hex(bytes: usize) -> Result<String, DevPkiError> {
 }
 
 fn sign_body(key: &EcKey, body: Body) -> Result<Certificate, DevPkiError> {
-    let sig = PrivateKey::Ec(EcKey::from_private(key.curve(), key.private_bytes())?)
-        .sign_ta(oid::TA_ECDSA_SHA256, &body.encode()?)?;
+    let signer = PrivateKey::Ec(EcKey::from_private(key.curve(), key.private_bytes())?);
+    let sig = keyward_cvc::signature::sign(&signer, oid::TA_ECDSA_SHA256, &body.encode()?)?;
     Ok(Certificate::assemble(body, sig)?)
 }
 

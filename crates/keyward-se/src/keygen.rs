@@ -5,8 +5,8 @@ use keyward_apdu::{CommandView, Response, StatusWord as Sw, tlv};
 use keyward_cvc::{AuthenticatedRequest, Body, Certificate, EcDomain, PublicKey, oid, tag};
 
 use crate::applet::{Applet, CmdResult, Persist, fid};
-use crate::crypto::{self, Curve, EcKey, PrivateKey, RsaKey};
 use crate::state::{HexBytes, KeyMaterial, KeyObject, SecretBytes};
+use keyward_crypto::{self as crypto, Curve, EcKey, PrivateKey, RsaKey};
 
 /// What a GAKP template asks for.
 struct KeySpec<'a> {
@@ -226,16 +226,15 @@ impl<P: Persist> Applet<P> {
     /// Self-signs the request with the new key (proof of possession), then wraps it in an
     /// authenticated request signed by PrK.DevAut (proof of origin).
     fn attest(&self, key: &PrivateKey, algorithm: &[u8], body: Body) -> Result<Vec<u8>, Sw> {
-        let inner_sig = key
-            .sign_ta(algorithm, &body.encode().map_err(|_| Sw::UNKNOWN)?)
-            .map_err(|_| Sw::UNKNOWN)?;
+        let inner_sig =
+            keyward_cvc::signature::sign(key, algorithm, &body.encode().map_err(|_| Sw::UNKNOWN)?)
+                .map_err(|_| Sw::UNKNOWN)?;
         let request = Certificate::assemble(body, inner_sig).map_err(|_| Sw::UNKNOWN)?;
         let device_chr = self.state.device.chr.as_bytes().to_vec();
         let signed = AuthenticatedRequest::outer_signed_data(&request, &device_chr)
             .map_err(|_| Sw::UNKNOWN)?;
         let device = crate::dev_pki::device_key(&self.state).map_err(|_| Sw::UNKNOWN)?;
-        let outer_sig = device
-            .sign_ta(oid::TA_ECDSA_SHA256, &signed)
+        let outer_sig = keyward_cvc::signature::sign(&device, oid::TA_ECDSA_SHA256, &signed)
             .map_err(|_| Sw::UNKNOWN)?;
         let ar = AuthenticatedRequest::assemble(request, device_chr, outer_sig)
             .map_err(|_| Sw::UNKNOWN)?;

@@ -5,8 +5,9 @@
 //! transports (vpcd, T=1) are thin adapters around [`Applet::transmit`].
 #![forbid(unsafe_code)]
 
+pub use keyward_crypto as crypto;
+
 mod applet;
-pub mod crypto;
 pub mod dev_pki;
 mod keygen;
 mod ops;

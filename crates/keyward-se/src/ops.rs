@@ -5,8 +5,8 @@ use std::sync::Arc;
 use keyward_apdu::{CommandView, Response, StatusWord as Sw};
 
 use crate::applet::{Applet, CmdResult, Persist};
-use crate::crypto::{self, CryptoError, HashAlg, PrivateKey};
 use crate::state::KeyMaterial;
+use keyward_crypto::{self as crypto, CryptoError, HashAlg, PrivateKey};
 
 fn input_error(_: CryptoError) -> Sw {
     Sw::WRONG_DATA

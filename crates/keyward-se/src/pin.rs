@@ -6,8 +6,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::applet::{Applet, CmdResult, Persist, fid};
-use crate::crypto;
 use crate::state::{Config, Dkek, HexBytes, Pin, SecretBytes, State};
+use keyward_crypto as crypto;
 
 /// PIN references.
 const USER_PIN: u8 = 0x81;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
-use crate::crypto::Curve;
+use keyward_crypto::Curve;
 
 /// The persistent state of one element.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -142,4 +142,23 @@ pub enum KeyMaterial {
     Aes {
         key: SecretBytes,
     },
+}
+
+impl KeyMaterial {
+    /// The usable key.
+    pub fn load(&self) -> Result<keyward_crypto::PrivateKey, keyward_crypto::CryptoError> {
+        use keyward_crypto::{CryptoError, EcKey, PrivateKey, RsaKey};
+        Ok(match self {
+            Self::Rsa { n, e, d, p, q } => {
+                PrivateKey::Rsa(Box::new(RsaKey::from_parts(&n.0, &e.0, &d.0, &p.0, &q.0)?))
+            }
+            Self::Ec { curve, private, .. } => {
+                PrivateKey::Ec(EcKey::from_private(*curve, &private.0)?)
+            }
+            Self::Aes { key } if matches!(key.0.len(), 16 | 24 | 32) => {
+                PrivateKey::Aes(Zeroizing::new(key.0.clone()))
+            }
+            Self::Aes { .. } => return Err(CryptoError::InvalidKey),
+        })
+    }
 }

@@ -14,7 +14,7 @@ use rsa::traits::PublicKeyParts;
 
 fn ec_template(curve: Curve, extra: &[u8]) -> Vec<u8> {
     gakp(
-        &curve.domain().key_template(oid::TA_ECDSA_SHA256).unwrap(),
+        &keyward_cvc::ec_key_template(&curve.domain(), oid::TA_ECDSA_SHA256).unwrap(),
         extra,
     )
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail, ensure};
 use clap::Args;
 use keyward_apdu::{Command, ResponseView, StatusWord, tlv};
-use keyward_cvc::{AuthenticatedRequest, Certificate, PublicKey, oid};
+use keyward_cvc::{AuthenticatedRequest, PublicKey, TrustStore, ec_key_template, oid};
 use keyward_se::crypto::{Curve, HashAlg, der_signature_to_plain, ecdsa_verify_prehash};
 use keyward_se::dev_pki::DevCa;
 use keyward_se::{AID, Applet, StateFile};
@@ -92,34 +92,17 @@ fn run_in(dir: &std::path::Path) -> anyhow::Result<()> {
             .with_data(vec![0x54, 2, 0, 0])
             .with_le(65536),
     )?;
-    let chain = Certificate::parse_chain(&chain_bytes)?;
-    let [device, dica] = chain.as_slice() else {
-        bail!("EF.C_DevAut must hold device and DICA certificates")
-    };
-    ensure!(
-        dica.body.car.as_deref() == Some(&ca.srca.body.chr[..]),
-        "DICA not issued by the development root"
-    );
-    verify_ta(&ca.srca.body.public_key, &dica.body_raw, &dica.signature)
-        .context("DICA signature")?;
-    // The DICA's key inherits the root's domain parameters (brainpoolP256r1).
-    verify_with_point(
-        Curve::BrainpoolP256r1,
-        device_point(dica)?,
-        &device.body_raw,
-        &device.signature,
-    )
-    .context("device certificate signature")?;
+    let mut trust = TrustStore::new();
+    trust.add_root(ca.srca.clone())?;
+    let device = trust.validate_c_devaut(&chain_bytes, keyward_se::dev_pki::today())?;
     println!(
         "3. device chain {} <- {} <- {} verified",
-        String::from_utf8_lossy(&device.body.chr),
-        String::from_utf8_lossy(&dica.body.chr),
-        String::from_utf8_lossy(&ca.srca.body.chr)
+        device.device_id, device.dica, device.root
     );
 
     // Key generation with attestation.
     let curve = Curve::Secp256r1;
-    let key = curve.domain().key_template(oid::TA_ECDSA_SHA256)?;
+    let key = ec_key_template(&curve.domain(), oid::TA_ECDSA_SHA256)?;
     let mut gakp = Vec::new();
     tlv::write(&mut gakp, 0x5F29, &[0])?;
     tlv::write(&mut gakp, 0x42, b"UTCA00001")?;
@@ -128,26 +111,10 @@ fn run_in(dir: &std::path::Path) -> anyhow::Result<()> {
     let ar = AuthenticatedRequest::parse(
         &card.send(Command::new(0, 0x46, 1, 0).with_data(gakp).with_le(65536))?,
     )?;
-    ensure!(
-        ar.outer_car == device.body.chr,
-        "attestation not signed by this device"
-    );
-    let outer = AuthenticatedRequest::outer_signed_data(&ar.request, &ar.outer_car)?;
-    verify_with_point(
-        Curve::BrainpoolP256r1,
-        device_point(device)?,
-        &outer,
-        &ar.outer_signature,
-    )
-    .context("outer attestation signature")?;
-    verify_ta(
-        &ar.request.body.public_key,
-        &ar.request.body_raw,
-        &ar.request.signature,
-    )
-    .context("proof of possession")?;
+    let attested = device.verify_attestation(&ar)?;
     println!(
-        "4. generated EC P-256 key 1 on the element; attestation (device signature + proof of possession) verified"
+        "4. generated EC P-256 key 1 on the element; attestation by {} (device signature + proof of possession) verified",
+        attested.device_id
     );
 
     let data = b"sensor reading 21.5C at 2026-11-25T10:00Z";
@@ -156,7 +123,7 @@ fn run_in(dir: &std::path::Path) -> anyhow::Result<()> {
             .with_data(data.to_vec())
             .with_le(256),
     )?;
-    let PublicKey::Ec { point, .. } = &ar.request.body.public_key else {
+    let PublicKey::Ec { point, .. } = &attested.public_key else {
         bail!("expected an EC key")
     };
     let sig = der_signature_to_plain(&sig, curve.field_len())?;
@@ -168,32 +135,5 @@ fn run_in(dir: &std::path::Path) -> anyhow::Result<()> {
         "5. signed data with ECDSA-SHA256 inside the element; signature verified with the attested key"
     );
     println!("demo: OK");
-    Ok(())
-}
-
-fn device_point(cert: &Certificate) -> anyhow::Result<&[u8]> {
-    match &cert.body.public_key {
-        PublicKey::Ec { point, .. } => Ok(point),
-        PublicKey::Rsa { .. } => bail!("device key must be EC"),
-    }
-}
-
-/// Verifies an ECDSA-SHA-256 CV signature with an issuer's public key (brainpoolP256r1 PKI).
-fn verify_ta(issuer: &PublicKey, data: &[u8], sig: &[u8]) -> anyhow::Result<()> {
-    let PublicKey::Ec { domain, point, .. } = issuer else {
-        bail!("expected an EC issuer key")
-    };
-    let curve = domain
-        .as_ref()
-        .and_then(Curve::from_domain)
-        .unwrap_or(Curve::BrainpoolP256r1);
-    verify_with_point(curve, point, data, sig)
-}
-
-fn verify_with_point(curve: Curve, point: &[u8], data: &[u8], sig: &[u8]) -> anyhow::Result<()> {
-    ensure!(
-        ecdsa_verify_prehash(curve, point, &HashAlg::Sha256.digest(data), sig),
-        "signature invalid"
-    );
     Ok(())
 }

@@ -11,11 +11,22 @@ use elliptic_curve::{
     AffinePoint, CurveArithmetic, FieldBytesSize, ProjectivePoint, PublicKey, Scalar,
 };
 use getrandom::SysRng;
-use keyward_cvc::EcDomain;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use super::CryptoError;
+
+/// Explicit elliptic-curve domain parameters (big-endian; as in a CVC `7F49`, tags 81–85 and 87).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EcDomain {
+    pub p: Vec<u8>,
+    pub a: Vec<u8>,
+    pub b: Vec<u8>,
+    /// Base point, uncompressed `04‖X‖Y`.
+    pub g: Vec<u8>,
+    pub n: Vec<u8>,
+    pub h: Vec<u8>,
+}
 
 /// The elliptic curves the element supports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -143,3 +143,63 @@ impl RsaKey {
         r.map_err(|_| CryptoError::InvalidInput)
     }
 }
+
+/// RSA signature schemes with their hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RsaScheme {
+    Pkcs1(HashAlg),
+    /// MGF1 with the same hash, salt length = hash length.
+    Pss(HashAlg),
+}
+
+/// An RSA public key.
+pub struct RsaPublicKey(rsa::PublicKey);
+
+impl RsaPublicKey {
+    pub fn new(modulus: &[u8], exponent: &[u8]) -> Result<Self, CryptoError> {
+        rsa::PublicKey::new(
+            BoxedUint::from_be_slice_vartime(modulus),
+            BoxedUint::from_be_slice_vartime(exponent),
+        )
+        .map(Self)
+        .map_err(|_| CryptoError::InvalidKey)
+    }
+
+    /// Verifies a signature over a hash.
+    pub fn verify(&self, scheme: RsaScheme, digest: &[u8], signature: &[u8]) -> bool {
+        macro_rules! with_hash {
+            ($h:expr, $d:ident => $body:expr) => {
+                match $h {
+                    HashAlg::Sha1 => {
+                        type $d = sha1::Sha1;
+                        $body
+                    }
+                    HashAlg::Sha224 => {
+                        type $d = sha2::Sha224;
+                        $body
+                    }
+                    HashAlg::Sha256 => {
+                        type $d = sha2::Sha256;
+                        $body
+                    }
+                    HashAlg::Sha384 => {
+                        type $d = sha2::Sha384;
+                        $body
+                    }
+                    HashAlg::Sha512 => {
+                        type $d = sha2::Sha512;
+                        $body
+                    }
+                }
+            };
+        }
+        match scheme {
+            RsaScheme::Pkcs1(h) => {
+                with_hash!(h, D => self.0.verify(Pkcs1v15Sign::new::<D>(), digest, signature).is_ok())
+            }
+            RsaScheme::Pss(h) => {
+                with_hash!(h, D => self.0.verify(Pss::<D>::new(), digest, signature).is_ok())
+            }
+        }
+    }
+}

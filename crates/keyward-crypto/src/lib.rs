@@ -1,0 +1,52 @@
+//! Keyward's cryptographic back end: EC keys on the SmartCard-HSM curves, RSA, AES, hashes.
+//! Pure RustCrypto (the only Rust implementation with the brainpool curves); no curve arithmetic
+//! is written here.
+#![forbid(unsafe_code)]
+
+mod ec;
+mod hash;
+mod rsa_key;
+mod sym;
+
+pub use ec::{
+    Curve, EcDomain, EcKey, der_signature_to_plain, verify_prehash as ecdsa_verify_prehash,
+};
+pub use hash::HashAlg;
+pub use rsa_key::{RSA_SIZES, RsaKey, RsaPublicKey, RsaScheme};
+
+/// RSA modulus sizes the element generates.
+pub fn rsa_sizes() -> &'static [usize] {
+    &RSA_SIZES
+}
+pub use sym::{aes_cbc_decrypt, aes_cbc_encrypt, aes_cmac};
+
+use zeroize::Zeroizing;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CryptoError {
+    #[error("invalid key material")]
+    InvalidKey,
+    #[error("invalid input for this operation")]
+    InvalidInput,
+    #[error("key size not supported")]
+    UnsupportedSize,
+    #[error("random number generator failed")]
+    Rng,
+    #[error("operation failed")]
+    Failed,
+}
+
+/// Fills a buffer from the operating system's RNG.
+pub fn random(len: usize) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    let mut buf = Zeroizing::new(vec![0u8; len]);
+    getrandom::fill(&mut buf).map_err(|_| CryptoError::Rng)?;
+    Ok(buf)
+}
+
+/// A private or secret key ready for use.
+pub enum PrivateKey {
+    Rsa(Box<RsaKey>),
+    Ec(EcKey),
+    Aes(Zeroizing<Vec<u8>>),
+}
