@@ -18,7 +18,10 @@ pub use rsa_key::{RSA_SIZES, RsaKey, RsaPublicKey, RsaScheme};
 pub fn rsa_sizes() -> &'static [usize] {
     &RSA_SIZES
 }
-pub use sym::{aes_cbc_decrypt, aes_cbc_encrypt, aes_cmac};
+pub use sym::{
+    aes_cbc_decrypt, aes_cbc_decrypt_iv, aes_cbc_encrypt, aes_cbc_encrypt_iv, aes_cmac,
+    aes_encrypt_block,
+};
 
 use zeroize::Zeroizing;
 

@@ -35,24 +35,41 @@ macro_rules! by_key_size {
 
 /// AES-CBC encryption with a zero IV and no padding (the SmartCard-HSM CIPHER `10`).
 pub fn aes_cbc_encrypt(key: &[u8], data: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    aes_cbc_encrypt_iv(key, &ZERO_IV, data)
+}
+
+/// AES-CBC decryption with a zero IV and no padding (CIPHER `11`).
+pub fn aes_cbc_decrypt(key: &[u8], data: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    aes_cbc_decrypt_iv(key, &ZERO_IV, data)
+}
+
+/// AES-CBC encryption of whole blocks with an explicit IV.
+pub fn aes_cbc_encrypt_iv(key: &[u8], iv: &[u8; 16], data: &[u8]) -> Result<Vec<u8>, CryptoError> {
     let mut out = blocks(data)?;
     by_key_size!(key, A => {
-        let mut enc = cbc::Encryptor::<A>::new_from_slices(key, &ZERO_IV).map_err(|_| CryptoError::InvalidKey)?;
+        let mut enc = cbc::Encryptor::<A>::new_from_slices(key, iv).map_err(|_| CryptoError::InvalidKey)?;
         let (chunks, _) = Block::<A>::slice_as_chunks_mut(&mut out);
         enc.encrypt_blocks(chunks);
         Ok(out)
     })
 }
 
-/// AES-CBC decryption with a zero IV and no padding (CIPHER `11`).
-pub fn aes_cbc_decrypt(key: &[u8], data: &[u8]) -> Result<Vec<u8>, CryptoError> {
+/// AES-CBC decryption of whole blocks with an explicit IV.
+pub fn aes_cbc_decrypt_iv(key: &[u8], iv: &[u8; 16], data: &[u8]) -> Result<Vec<u8>, CryptoError> {
     let mut out = blocks(data)?;
     by_key_size!(key, A => {
-        let mut dec = cbc::Decryptor::<A>::new_from_slices(key, &ZERO_IV).map_err(|_| CryptoError::InvalidKey)?;
+        let mut dec = cbc::Decryptor::<A>::new_from_slices(key, iv).map_err(|_| CryptoError::InvalidKey)?;
         let (chunks, _) = Block::<A>::slice_as_chunks_mut(&mut out);
         dec.decrypt_blocks(chunks);
         Ok(out)
     })
+}
+
+/// One AES block encryption (ECB), e.g. secure messaging's IV = E(K_enc, SSC).
+pub fn aes_encrypt_block(key: &[u8], block: &[u8; 16]) -> Result<[u8; 16], CryptoError> {
+    // CBC over a single block with a zero IV is the raw block cipher.
+    let out = aes_cbc_encrypt_iv(key, &ZERO_IV, block)?;
+    out.try_into().map_err(|_| CryptoError::Failed)
 }
 
 /// AES-CMAC (CIPHER `18`).
@@ -89,6 +106,16 @@ mod tests {
             assert_eq!(aes_cbc_decrypt(&key, &ct).unwrap(), data);
         }
         assert!(aes_cbc_encrypt(&key, &[0; 15]).is_err());
+        // FIPS-197 appendix C.1.
+        let k = hex::decode("000102030405060708090a0b0c0d0e0f").unwrap();
+        let pt: [u8; 16] = hex::decode("00112233445566778899aabbccddeeff")
+            .unwrap()
+            .try_into()
+            .unwrap();
+        assert_eq!(
+            hex::encode(aes_encrypt_block(&k, &pt).unwrap()),
+            "69c4e0d86a7b0430d8cdb78070b4c55a"
+        );
         assert!(aes_cmac(&[0; 17], &[]).is_err());
     }
 }

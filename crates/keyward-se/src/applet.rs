@@ -62,11 +62,19 @@ impl Persist for MemoryStore {
 }
 
 /// Per-session (power-cycle / re-select) volatile state.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct Session {
     pub selected: bool,
     pub user_verified: bool,
     pub current_ef: Option<u16>,
+    /// The secure-messaging channel, once chip authentication succeeded.
+    pub sm: Option<keyward_sm::SmSession>,
+    /// MSE SET AT selected chip authentication.
+    pub ca_ready: bool,
+    /// MSE SET DST: CHR of the key that verifies the next certificate.
+    pub dst: Option<Vec<u8>>,
+    /// Public keys of certificates verified with PSO VERIFY CERTIFICATE, by CHR.
+    pub verified: Vec<(Vec<u8>, keyward_cvc::PublicKey)>,
 }
 
 pub(crate) type CmdResult = Result<Response, Sw>;
@@ -102,7 +110,14 @@ impl<P: Persist> Applet<P> {
     /// Processes one command APDU and returns the response APDU.
     pub fn transmit(&mut self, apdu: &[u8]) -> Vec<u8> {
         let response = match CommandView::parse(apdu) {
-            Ok(cmd) => self.process(&cmd).unwrap_or_else(Response::status),
+            Ok(cmd) if cmd.cla & 0x0C == 0x0C => self.process_protected(&cmd),
+            Ok(cmd) => {
+                if self.session.sm.is_some() {
+                    // A plain APDU ends secure messaging and the authentication bound to it.
+                    self.end_secure_messaging();
+                }
+                self.process(&cmd).unwrap_or_else(Response::status)
+            }
             Err(_) => Response::status(Sw::WRONG_LENGTH),
         };
         tracing::debug!(
@@ -115,11 +130,48 @@ impl<P: Persist> Applet<P> {
         response.encode()
     }
 
-    fn process(&mut self, cmd: &CommandView<'_>) -> CmdResult {
-        if cmd.cla & 0x0C != 0 {
-            // Secure messaging arrives with the device-PKI work.
-            return Err(Sw::SM_NOT_SUPPORTED);
+    /// A command under secure messaging: unwrap, process, wrap. Any SM error ends the channel.
+    fn process_protected(&mut self, cmd: &CommandView<'_>) -> Response {
+        let Some(mut sm) = self.session.sm.take() else {
+            return Response::status(Sw::SM_NOT_SUPPORTED);
+        };
+        let plain = match sm.unwrap_command(cmd) {
+            Ok(plain) => plain,
+            Err(e) => {
+                tracing::debug!(error = %e, "secure messaging error; channel closed");
+                self.end_secure_messaging();
+                return Response::status(e.status_word());
+            }
+        };
+        self.session.sm = Some(sm);
+        let response = if matches!(plain.ins, 0x86 | 0x22) {
+            // Chip authentication is negotiated in plain.
+            Response::status(Sw::CONDITIONS_NOT_SATISFIED)
+        } else {
+            self.process(&plain.view()).unwrap_or_else(Response::status)
+        };
+        match self
+            .session
+            .sm
+            .as_mut()
+            .map(|sm| sm.wrap_response(&response))
+        {
+            Some(Ok(wrapped)) => wrapped,
+            Some(Err(_)) => {
+                self.end_secure_messaging();
+                Response::status(Sw::SM_DATA_INCORRECT)
+            }
+            // The command itself ended the channel (re-selection of the applet).
+            None => response,
         }
+    }
+
+    fn end_secure_messaging(&mut self) {
+        self.session.sm = None;
+        self.session.user_verified = false;
+    }
+
+    fn process(&mut self, cmd: &CommandView<'_>) -> CmdResult {
         if cmd.cla & 0x10 != 0 {
             return Err(Sw(0x6884));
         }
@@ -142,6 +194,9 @@ impl<P: Persist> Applet<P> {
             (true, 0x68) => self.sign(cmd),
             (true, 0x78) => self.cipher(cmd),
             (false, 0x20) => self.verify(cmd),
+            (false, 0x22) => self.manage_security_environment(cmd),
+            (false, 0x2A) => self.verify_certificate(cmd),
+            (false, 0x86) => self.general_authenticate(cmd),
             (false, 0x24) => self.change_reference_data(cmd),
             (false, 0x2C) => self.reset_retry_counter(cmd),
             (false, 0x46) => self.generate_key_pair(cmd),
@@ -217,7 +272,8 @@ impl<P: Persist> Applet<P> {
                 if cmd.data != AID {
                     return Err(Sw::FILE_NOT_FOUND);
                 }
-                // Re-selecting the applet is the logout: authentication state is dropped.
+                // Re-selecting the applet is the logout: authentication state and secure
+                // messaging are dropped.
                 self.session = Session {
                     selected: true,
                     ..Session::default()

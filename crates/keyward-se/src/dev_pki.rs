@@ -212,6 +212,7 @@ impl DevCa {
             config: None,
             keys: std::collections::BTreeMap::new(),
             files,
+            roots: vec![crate::state::HexBytes(self.srca.raw.clone())],
         })
     }
 }

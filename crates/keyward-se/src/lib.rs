@@ -8,6 +8,7 @@
 pub use keyward_crypto as crypto;
 
 mod applet;
+mod auth;
 pub mod dev_pki;
 mod keygen;
 mod ops;

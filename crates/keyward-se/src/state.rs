@@ -19,6 +19,9 @@ pub struct State {
     pub keys: BTreeMap<u8, KeyObject>,
     /// Elementary files by FID (EF.C_DevAut 2F02 among them).
     pub files: BTreeMap<u16, HexBytes>,
+    /// Root CV certificates the element knows (MSE SET DST / PSO VERIFY CERTIFICATE start here).
+    #[serde(default)]
+    pub roots: Vec<HexBytes>,
 }
 
 impl State {

@@ -1,0 +1,91 @@
+use keyward_apdu::{Command, Response};
+use keyward_se::{Applet, Persist};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum CardError {
+    #[error("PC/SC: {0}")]
+    Pcsc(#[from] pcsc::Error),
+    #[error("no PC/SC reader with a card matches {0:?}")]
+    NoReader(String),
+    #[error("malformed APDU: {0}")]
+    Apdu(#[from] keyward_apdu::ApduError),
+    #[error("secure messaging: {0}")]
+    Sm(#[from] keyward_sm::SmError),
+    #[error("unknown transport {0:?} (expected pcsc:READER-PREFIX or se:STATE-FILE)")]
+    UnknownTransport(String),
+    #[error("virtual element: {0}")]
+    Element(#[from] keyward_se::StorageError),
+}
+
+/// Anything that carries APDUs to a card.
+pub trait CardChannel {
+    fn transmit_raw(&mut self, apdu: &[u8]) -> Result<Vec<u8>, CardError>;
+
+    /// Sends a command and parses the response.
+    fn transmit(&mut self, cmd: &Command) -> Result<Response, CardError> {
+        let raw = self.transmit_raw(&cmd.encode()?)?;
+        Ok(Response::parse(&raw)?)
+    }
+}
+
+impl<C: CardChannel + ?Sized> CardChannel for Box<C> {
+    fn transmit_raw(&mut self, apdu: &[u8]) -> Result<Vec<u8>, CardError> {
+        (**self).transmit_raw(apdu)
+    }
+}
+
+/// A virtual element in this process.
+pub struct InProcess<P: Persist>(pub Applet<P>);
+
+impl<P: Persist> CardChannel for InProcess<P> {
+    fn transmit_raw(&mut self, apdu: &[u8]) -> Result<Vec<u8>, CardError> {
+        Ok(self.0.transmit(apdu))
+    }
+}
+
+/// A card in a PC/SC reader (real SmartCard-HSM / Nitrokey HSM 2, or an element behind vpcd).
+pub struct PcscChannel {
+    card: pcsc::Card,
+    buf: Vec<u8>,
+}
+
+impl PcscChannel {
+    /// Connects to the first reader whose name starts with `prefix` and holds a card.
+    pub fn connect(prefix: &str) -> Result<Self, CardError> {
+        let ctx = pcsc::Context::establish(pcsc::Scope::User)?;
+        for reader in ctx.list_readers_owned()? {
+            if !reader.to_string_lossy().starts_with(prefix) {
+                continue;
+            }
+            if let Ok(card) = ctx.connect(&reader, pcsc::ShareMode::Shared, pcsc::Protocols::ANY) {
+                return Ok(Self {
+                    card,
+                    buf: vec![0; 65538],
+                });
+            }
+        }
+        Err(CardError::NoReader(prefix.to_string()))
+    }
+}
+
+impl CardChannel for PcscChannel {
+    fn transmit_raw(&mut self, apdu: &[u8]) -> Result<Vec<u8>, CardError> {
+        Ok(self.card.transmit(apdu, &mut self.buf)?.to_vec())
+    }
+}
+
+/// Opens a transport written `pcsc:READER-PREFIX` or `se:STATE-FILE` (an in-process element).
+pub fn open_transport(spec: &str) -> Result<Box<dyn CardChannel>, CardError> {
+    if let Some(prefix) = spec.strip_prefix("pcsc:") {
+        return Ok(Box::new(PcscChannel::connect(prefix)?));
+    }
+    if let Some(path) = spec.strip_prefix("se:") {
+        let path = std::path::Path::new(path);
+        let (file, state) =
+            keyward_se::StateFile::open(path, &keyward_se::StateFile::default_key_path(path))?;
+        return Ok(Box::new(InProcess(Applet::new(state, file))));
+    }
+    Err(CardError::UnknownTransport(spec.to_string()))
+}

@@ -1,0 +1,13 @@
+//! Host side of Keyward's card access: a `CardChannel` trait with transports (an in-process
+//! virtual element, PC/SC), the end-to-end `SecureChannel` (chip authentication + secure
+//! messaging) over any channel, and the device-PKI checks a back end makes before trusting an
+//! element.
+#![forbid(unsafe_code)]
+
+mod channel;
+mod device;
+mod secure;
+
+pub use channel::{CardChannel, CardError, InProcess, PcscChannel, open_transport};
+pub use device::{DeviceError, read_attestation, read_c_devaut, select_applet, verify_device};
+pub use secure::SecureChannel;
