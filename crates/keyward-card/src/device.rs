@@ -89,14 +89,24 @@ pub fn read_c_devaut<C: CardChannel + ?Sized>(ch: &mut C) -> Result<Vec<u8>, Dev
     read_file(ch, 0x2F02, "READ BINARY EF.C_DevAut")
 }
 
-/// Validates the element's chain and authenticates the chip, returning the device identity and
-/// a secure channel bound to the certified device key.
+/// Selects the applet, validates the element's chain and authenticates the chip, returning the
+/// device identity and a secure channel bound to the certified device key.
 pub fn verify_device<C: CardChannel>(
     mut ch: C,
     trust: &TrustStore,
     at: CvDate,
 ) -> Result<(DeviceIdentity, SecureChannel<C>), DeviceError> {
     select_applet(&mut ch)?;
+    authenticate_device(ch, trust, at)
+}
+
+/// Like [`verify_device`] on an already selected applet, so authentication done before (a PIN
+/// verified locally) carries into the channel.
+pub fn authenticate_device<C: CardChannel>(
+    mut ch: C,
+    trust: &TrustStore,
+    at: CvDate,
+) -> Result<(DeviceIdentity, SecureChannel<C>), DeviceError> {
     let identity = trust.validate_c_devaut(&read_c_devaut(&mut ch)?, at)?;
     let host = ChipAuthHost::new(identity.curve)?;
     expect_ok(&mut ch, host.mse_set_at(), "MSE SET AT")?;

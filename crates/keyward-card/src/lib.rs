@@ -9,5 +9,7 @@ mod device;
 mod secure;
 
 pub use channel::{CardChannel, CardError, InProcess, PcscChannel, open_transport};
-pub use device::{DeviceError, read_attestation, read_c_devaut, select_applet, verify_device};
+pub use device::{
+    DeviceError, authenticate_device, read_attestation, read_c_devaut, select_applet, verify_device,
+};
 pub use secure::SecureChannel;
