@@ -5,17 +5,17 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum CardError {
-    #[error("PC/SC: {0}")]
+    #[error("PC/SC")]
     Pcsc(#[from] pcsc::Error),
     #[error("no PC/SC reader with a card matches {0:?}")]
     NoReader(String),
-    #[error("malformed APDU: {0}")]
+    #[error(transparent)]
     Apdu(#[from] keyward_apdu::ApduError),
-    #[error("secure messaging: {0}")]
+    #[error(transparent)]
     Sm(#[from] keyward_sm::SmError),
     #[error("unknown transport {0:?} (expected pcsc:READER-PREFIX or se:STATE-FILE)")]
     UnknownTransport(String),
-    #[error("virtual element: {0}")]
+    #[error(transparent)]
     Element(#[from] keyward_se::StorageError),
 }
 

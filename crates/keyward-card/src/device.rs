@@ -22,13 +22,13 @@ pub enum DeviceError {
     Card(#[from] CardError),
     #[error("{what}: card answered {sw}")]
     Status { what: &'static str, sw: StatusWord },
-    #[error("device chain: {0}")]
+    #[error(transparent)]
     Chain(#[from] ChainError),
-    #[error("secure messaging: {0}")]
+    #[error(transparent)]
     Sm(#[from] keyward_sm::SmError),
-    #[error("attestation of key {kid}: {source}")]
-    Attestation { kid: u8, source: ChainError },
-    #[error("key {0} has no attestation (CE{0:02X} holds no authenticated request)")]
+    #[error("key {kid}: {reason}")]
+    Attestation { kid: u8, reason: ChainError },
+    #[error("key {0} has no attestation (no authenticated request in CE{0:02X})")]
     NoAttestation(u8),
 }
 
@@ -125,9 +125,14 @@ pub fn read_attestation<C: CardChannel + ?Sized>(
     device: &DeviceIdentity,
     kid: u8,
 ) -> Result<AttestedKey, DeviceError> {
-    let raw = read_file(ch, u16::from_be_bytes([0xCE, kid]), "READ BINARY CE<kid>")?;
+    let raw = match read_file(ch, u16::from_be_bytes([0xCE, kid]), "READ BINARY CE<kid>") {
+        Err(DeviceError::Status { sw, .. }) if sw == StatusWord::FILE_NOT_FOUND => {
+            return Err(DeviceError::NoAttestation(kid));
+        }
+        other => other?,
+    };
     let request = AuthenticatedRequest::parse(&raw).map_err(|_| DeviceError::NoAttestation(kid))?;
     device
         .verify_attestation(&request)
-        .map_err(|source| DeviceError::Attestation { kid, source })
+        .map_err(|reason| DeviceError::Attestation { kid, reason })
 }

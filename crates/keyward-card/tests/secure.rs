@@ -313,10 +313,7 @@ fn plain_apdu_ends_the_channel_and_its_authentication() {
             .sw,
         StatusWord(0x63C3)
     );
-    assert!(matches!(
-        sc.transmit(&Command::new(0, 0x20, 0, 0x81)),
-        Err(_)
-    ));
+    assert!(sc.transmit(&Command::new(0, 0x20, 0, 0x81)).is_err());
 }
 
 /// A transport that flips one bit of the next command's MAC when armed.

@@ -18,7 +18,7 @@ pub mod role {
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum ChainError {
-    #[error("malformed certificate: {0}")]
+    #[error("malformed certificate")]
     Malformed(#[from] CvcError),
     #[error("EF.C_DevAut must hold a device and a DICA certificate, found {0} certificate(s)")]
     WrongCount(usize),

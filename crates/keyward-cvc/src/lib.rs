@@ -40,3 +40,7 @@ pub mod tag {
     pub const OID: u32 = 0x06;
     pub const DISCRETIONARY: u32 = 0x53;
 }
+
+/// CardContact's SmartCard-HSM scheme root CA certificate (DESRCACC100001, brainpoolP256r1,
+/// 2012-11-09..2032-11-08), to which genuine SmartCard-HSMs and Nitrokey HSM 2 chain.
+pub const CARDCONTACT_SRCA: &[u8] = include_bytes!("../data/DESRCACC100001.cvc");

@@ -10,7 +10,7 @@ use keyward_cvc::{
     TrustStore, oid,
 };
 
-const SRCA: &[u8] = include_bytes!("data/DESRCACC100001.cvc");
+const SRCA: &[u8] = include_bytes!("../data/DESRCACC100001.cvc");
 
 fn date(y: u16, m: u8, d: u8) -> CvDate {
     CvDate::new(y, m, d).unwrap()

@@ -2,7 +2,7 @@
 use keyward_cvc::{AuthenticatedRequest, Body, Certificate, Chat, CvDate, PublicKey, oid};
 use proptest::prelude::*;
 
-const SRCA: &[u8] = include_bytes!("data/DESRCACC100001.cvc");
+const SRCA: &[u8] = include_bytes!("../data/DESRCACC100001.cvc");
 
 #[test]
 fn parses_cardcontact_root_byte_exact() {

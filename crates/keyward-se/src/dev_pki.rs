@@ -85,6 +85,12 @@ impl DevCa {
         home.join(".local/share/keyward/dev-ca")
     }
 
+    /// The development root certificate in `dir`, if a development CA exists there.
+    pub fn root_in(dir: &Path) -> Option<Certificate> {
+        let bytes = fs::read(dir.join("srca.cvc")).ok()?;
+        Certificate::parse(&bytes).ok()
+    }
+
     /// Loads the development CA in `dir`, creating it on first use.
     pub fn open_or_create(dir: &Path) -> Result<Self, DevPkiError> {
         let path = dir.join("dev-ca.json");
@@ -107,9 +113,6 @@ impl DevCa {
                 }
                 _ => {}
             }
-            for (name, der) in [("srca.cvc", &file.srca_cert), ("dica.cvc", &file.dica_cert)] {
-                let _ = fs::write(dir.join(name), der);
-            }
         }
         let bytes = fs::read(&path).map_err(|source| DevPkiError::Io {
             path: path.clone(),
@@ -117,6 +120,13 @@ impl DevCa {
         })?;
         let file: CaFile =
             serde_json::from_slice(&bytes).map_err(|_| DevPkiError::Corrupt(path.clone()))?;
+        // The certificates also as plain files, for verifiers' trust stores.
+        for (name, der) in [("srca.cvc", &file.srca_cert), ("dica.cvc", &file.dica_cert)] {
+            let p = dir.join(name);
+            if fs::read(&p).ok().as_ref() != Some(der) {
+                write_atomically(&p, der, 0o644)?;
+            }
+        }
         Ok(Self {
             dica_key: EcKey::from_private(DEVICE_CURVE, &file.dica_key.0)?,
             srca: Certificate::parse(&file.srca_cert)?,

@@ -30,7 +30,7 @@ const DO_MAC: u32 = 0x8E;
 
 fn pad(data: &mut Vec<u8>) {
     data.push(0x80);
-    while data.len() % 16 != 0 {
+    while !data.len().is_multiple_of(16) {
         data.push(0);
     }
 }

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod card;
 mod demo;
 mod se;
 
@@ -23,6 +24,9 @@ enum Command {
     /// Virtual secure elements.
     #[command(subcommand)]
     Se(se::SeCommand),
+    /// Cards and elements through a transport (pcsc:READER, se:STATE-FILE).
+    #[command(subcommand)]
+    Card(card::CardCommand),
     /// Benchmarks against named peers.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -42,6 +46,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Se(cmd) => se::run(cmd),
+        Command::Card(cmd) => card::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
         Command::Demo(args) => demo::run(args),
     };
