@@ -22,6 +22,9 @@ pub enum BenchCommand {
     /// APDU round trips through pcscd + vpcd, and C_Sign rates through OpenSC's PKCS#11 module
     /// → pcscd → element, beside SoftHSM2's rates for the same loop.
     Apdu(ApduArgs),
+    /// Device-PKI costs: chain validations/s, attestation verifications/s, chip-authentication
+    /// handshakes/s (host and element in one process), secure-messaging overhead per APDU.
+    Pki(PkiArgs),
     /// (internal) One PKCS#11 C_Sign loop in this process; prints `ec=<per s> rsa=<per s>`.
     #[command(hide = true)]
     SignLoop(SignLoopArgs),
@@ -45,6 +48,13 @@ pub struct ApduArgs {
 }
 
 #[derive(Args)]
+pub struct PkiArgs {
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 2.0)]
+    seconds: f64,
+}
+
+#[derive(Args)]
 pub struct SignLoopArgs {
     #[arg(long)]
     module: PathBuf,
@@ -60,6 +70,7 @@ pub struct SignLoopArgs {
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Apdu(a) => apdu(&a),
+        BenchCommand::Pki(a) => pki(&a),
         BenchCommand::SignLoop(a) => {
             let (ec, rsa) = sign_loop(&a)?;
             println!("ec={ec:.1} rsa={rsa:.1}");
@@ -341,4 +352,101 @@ fn sign_once(
 ) -> anyhow::Result<()> {
     session.sign(mechanism, key, data)?;
     Ok(())
+}
+
+fn pki(a: &PkiArgs) -> anyhow::Result<()> {
+    use keyward_card::{CardChannel, InProcess, authenticate_device, read_c_devaut, select_applet};
+    use keyward_cvc::{AuthenticatedRequest, TrustStore};
+    use keyward_se::MemoryStore;
+
+    let seconds = Duration::from_secs_f64(a.seconds);
+    let work = std::env::temp_dir().join(format!("keyward-bench-pki-{}", std::process::id()));
+    let ca = DevCa::open_or_create(&work);
+    let _ = std::fs::remove_dir_all(&work);
+    let ca = ca?;
+    let mut trust = TrustStore::new();
+    trust.add_root(ca.srca.clone())?;
+    let today = keyward_se::dev_pki::today();
+
+    // An initialized element with an attested P-256 key.
+    let mut ch = InProcess(Applet::new(ca.new_element()?, MemoryStore));
+    select_applet(&mut ch)?;
+    let mut init = vec![0x80, 2, 0, 1, 0x81, 6];
+    init.extend_from_slice(PIN.as_bytes());
+    init.extend_from_slice(&[0x82, 8, 1, 2, 3, 4, 5, 6, 7, 8, 0x91, 1, 3]);
+    expect_ok(&mut ch, Command::new(0x80, 0x50, 0, 0).with_data(init))?;
+    expect_ok(
+        &mut ch,
+        Command::new(0, 0x20, 0, 0x81).with_data(PIN.as_bytes().to_vec()),
+    )?;
+    let key = keyward_cvc::ec_key_template(
+        &keyward_crypto::Curve::Secp256r1.domain(),
+        keyward_cvc::oid::TA_ECDSA_SHA256,
+    )?;
+    let mut gakp = vec![0x5F, 0x29, 1, 0];
+    keyward_apdu::tlv::write(&mut gakp, 0x7F49, &key)?;
+    let attestation = expect_ok(
+        &mut ch,
+        Command::new(0, 0x46, 1, 0).with_data(gakp).with_le(65536),
+    )?;
+    let attestation = AuthenticatedRequest::parse(&attestation)?;
+    let c_devaut = read_c_devaut(&mut ch)?;
+    let device = trust.validate_c_devaut(&c_devaut, today)?;
+
+    let chains = rate(seconds, || {
+        trust.validate_c_devaut(&c_devaut, today)?;
+        Ok(())
+    })?;
+    let attestations = rate(seconds, || {
+        device.verify_attestation(&attestation)?;
+        Ok(())
+    })?;
+    // Full handshakes: READ BINARY EF.C_DevAut, chain validation, MSE SET AT, GENERAL AUTHENTICATE.
+    let mut slot = Some(ch);
+    let handshakes = rate(seconds, || {
+        let ch = slot.take().context("channel")?;
+        let (_, sc) = authenticate_device(ch, &trust, today)?;
+        let mut ch = sc.into_inner();
+        select_applet(&mut ch)?;
+        slot = Some(ch);
+        Ok(())
+    })?;
+    let mut ch = slot.context("channel")?;
+    // Plain vs secure messaging: READ BINARY of 32 bytes of EF.C_DevAut.
+    let read = Command::new(0, 0xB1, 0x2F, 0x02)
+        .with_data(vec![0x54, 2, 0, 0])
+        .with_le(32);
+    let plain = rate(seconds, || {
+        ch.transmit(&read)?;
+        Ok(())
+    })?;
+    let (_, mut sc) = authenticate_device(ch, &trust, today)?;
+    let protected = rate(seconds, || {
+        let r = sc.transmit(&read)?;
+        anyhow::ensure!(r.data.len() == 32, "short read under SM");
+        Ok(())
+    })?;
+    println!("chain validations/s (brainpoolP256r1, device <- DICA <- root): {chains:.0}");
+    println!("attestation verifications/s (device brainpoolP256r1 + P-256 key): {attestations:.0}");
+    println!("chip-authentication handshakes/s (host + element in one process): {handshakes:.0}");
+    println!(
+        "APDU (READ BINARY 32 bytes): plain {:.2} us, secure messaging {:.2} us, overhead {:.2} us ({:.1}x)",
+        1e6 / plain,
+        1e6 / protected,
+        1e6 / protected - 1e6 / plain,
+        plain / protected
+    );
+    Ok(())
+}
+
+fn expect_ok<C: keyward_card::CardChannel>(ch: &mut C, cmd: Command) -> anyhow::Result<Vec<u8>> {
+    let r = ch.transmit(&cmd)?;
+    anyhow::ensure!(
+        r.sw == StatusWord::SUCCESS,
+        "{:02X} {:02X} answered {}",
+        cmd.cla,
+        cmd.ins,
+        r.sw
+    );
+    Ok(r.data)
 }
