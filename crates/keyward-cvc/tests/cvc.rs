@@ -94,3 +94,71 @@ proptest! {
         }
     }
 }
+
+fn arb_body() -> impl Strategy<Value = Body> {
+    let bytes = |n| proptest::collection::vec(any::<u8>(), 1..n);
+    let date =
+        (2000u16..2100, 1u8..13, 1u8..29).prop_map(|(y, m, d)| CvDate::new(y, m, d).unwrap());
+    let key = prop_oneof![
+        (
+            bytes(70),
+            proptest::option::of((
+                bytes(70),
+                bytes(70),
+                bytes(70),
+                bytes(140),
+                bytes(70),
+                bytes(3)
+            ))
+        )
+            .prop_map(|(point, dom)| PublicKey::Ec {
+                algorithm: oid::TA_ECDSA_SHA256.to_vec(),
+                domain: dom.map(|(p, a, b, g, n, h)| keyward_cvc::EcDomain { p, a, b, g, n, h }),
+                point,
+            }),
+        (bytes(600), bytes(5)).prop_map(|(modulus, exponent)| PublicKey::Rsa {
+            algorithm: oid::TA_RSA_PSS_SHA256.to_vec(),
+            modulus,
+            exponent
+        }),
+    ];
+    (
+        any::<u8>(),
+        proptest::option::of(bytes(17)),
+        key,
+        bytes(17),
+        proptest::option::of((bytes(12), bytes(5))),
+        proptest::option::of(date.clone()),
+        proptest::option::of(date),
+        proptest::option::of(proptest::collection::vec(any::<u8>(), 0..40)),
+    )
+        .prop_map(
+            |(cpi, car, public_key, chr, chat, effective, expiration, extensions)| Body {
+                cpi,
+                car,
+                public_key,
+                chr,
+                chat: chat.map(|(role, authorization)| Chat {
+                    role,
+                    authorization,
+                }),
+                effective,
+                expiration,
+                extensions,
+            },
+        )
+}
+
+proptest! {
+    /// parse ∘ encode = id for bodies, certificates and authenticated requests.
+    #[test]
+    fn encode_then_parse_is_identity(body in arb_body(), sig in proptest::collection::vec(any::<u8>(), 0..300), car in proptest::collection::vec(any::<u8>(), 1..17)) {
+        let encoded = body.encode().unwrap();
+        let parsed = Body::parse(keyward_apdu::tlv::Tlv::parse_exact(&encoded).unwrap().value).unwrap();
+        prop_assert_eq!(&parsed, &body);
+        let cert = Certificate::assemble(body, sig.clone()).unwrap();
+        prop_assert_eq!(Certificate::parse(&cert.raw).unwrap(), cert.clone());
+        let ar = AuthenticatedRequest::assemble(cert, car, sig).unwrap();
+        prop_assert_eq!(AuthenticatedRequest::parse(&ar.raw).unwrap(), ar);
+    }
+}

@@ -556,3 +556,77 @@ fn dkek_shares_block_key_generation_until_complete() {
     assert_eq!(status[2..], HashAlg::Sha256.digest(&[0x33u8; 32])[..8]);
     generate(&mut card, 1, ec_template(Curve::Secp256r1, &[]));
 }
+
+#[test]
+fn pso_verify_certificate_builds_a_registry_from_the_root() {
+    let mut card = ready_card();
+    let chain = ok(
+        &mut card,
+        Command::new(0, 0xB1, 0x2F, 0x02)
+            .with_data(vec![0x54, 2, 0, 0])
+            .with_le(65536),
+    );
+    let certs = Certificate::parse_chain(&chain).unwrap();
+    let (device, dica) = (&certs[0], &certs[1]);
+    let root_chr = dica.body.car.clone().unwrap();
+    let set_dst = |chr: &[u8]| {
+        Command::new(0, 0x22, 0x81, 0xB6).with_data([&[0x83, chr.len() as u8][..], chr].concat())
+    };
+    let pso =
+        |c: &Certificate| Command::new(0, 0x2A, 0x00, 0xBE).with_data(c.inner().unwrap().to_vec());
+    // The device certificate's issuer is not known yet.
+    assert_eq!(
+        send(&mut card, set_dst(&dica.body.chr)).1,
+        StatusWord::REFERENCE_NOT_FOUND
+    );
+    // PSO without MSE SET DST.
+    assert_eq!(
+        send(&mut card, pso(dica)).1,
+        StatusWord::CONDITIONS_NOT_SATISFIED
+    );
+    // Root (built in) → DICA → device.
+    ok(&mut card, set_dst(&root_chr));
+    ok(&mut card, pso(dica));
+    ok(&mut card, set_dst(&dica.body.chr));
+    // A forged certificate (one signature bit flipped) is refused and not registered.
+    let mut forged = device.clone();
+    forged.signature[5] ^= 1;
+    let forged = Certificate::assemble(forged.body.clone(), forged.signature.clone()).unwrap();
+    assert_eq!(send(&mut card, pso(&forged)).1, StatusWord::WRONG_DATA);
+    assert_eq!(
+        send(&mut card, set_dst(&device.body.chr)).1,
+        StatusWord::REFERENCE_NOT_FOUND
+    );
+    // The genuine one (also accepted as a whole 7F21) is.
+    ok(
+        &mut card,
+        Command::new(0, 0x2A, 0x00, 0xBE).with_data(device.raw.clone()),
+    );
+    ok(&mut card, set_dst(&device.body.chr));
+    // A certificate naming another issuer than the selected key.
+    ok(&mut card, set_dst(&root_chr));
+    assert_eq!(send(&mut card, pso(device)).1, StatusWord::WRONG_DATA);
+    // The registry is per session.
+    common::select(&mut card);
+    assert_eq!(
+        send(&mut card, set_dst(&device.body.chr)).1,
+        StatusWord::REFERENCE_NOT_FOUND
+    );
+    // MSE SET AT only for chip authentication's protocol; GENERAL AUTHENTICATE needs it first.
+    assert_eq!(
+        send(
+            &mut card,
+            Command::new(0, 0x22, 0x41, 0xA4).with_data(vec![0x80, 2, 1, 2])
+        )
+        .1,
+        StatusWord::WRONG_DATA
+    );
+    assert_eq!(
+        send(
+            &mut card,
+            Command::new(0, 0x86, 0, 0).with_data(vec![0x7C, 0])
+        )
+        .1,
+        StatusWord::CONDITIONS_NOT_SATISFIED
+    );
+}
