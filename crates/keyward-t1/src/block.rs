@@ -48,7 +48,11 @@ pub enum Block {
     /// Receive-ready block: the expected sequence number and an error indication.
     R { nr: u8, code: RCode },
     /// Supervisory block.
-    S { kind: u8, response: bool, inf: Vec<u8> },
+    S {
+        kind: u8,
+        response: bool,
+        inf: Vec<u8>,
+    },
 }
 
 /// Why a frame is not a valid block.
@@ -82,7 +86,9 @@ impl Block {
                         RCode::Undefined => 3,
                     }
             }
-            Self::S { kind, response, .. } => 0xC0 | if *response { 0x20 } else { 0 } | (kind & 0x1F),
+            Self::S { kind, response, .. } => {
+                0xC0 | if *response { 0x20 } else { 0 } | (kind & 0x1F)
+            }
         }
     }
 
@@ -127,7 +133,11 @@ impl Block {
         }
         let body_len = 2 + lw + len;
         if frame.len() != body_len + el {
-            return Err(if frame.len() < body_len + el { FrameError::Truncated } else { FrameError::LengthMismatch });
+            return Err(if frame.len() < body_len + el {
+                FrameError::Truncated
+            } else {
+                FrameError::LengthMismatch
+            });
         }
         let (body, edc) = frame.split_at(body_len);
         if profile.edc(body)[..el] != *edc {
@@ -143,7 +153,11 @@ impl Block {
                 if p & 0x1F != 0 {
                     return Err(FrameError::BadPcb(p));
                 }
-                Ok(Self::I { ns: (p >> 6) & 1, more: p & 0x20 != 0, inf })
+                Ok(Self::I {
+                    ns: (p >> 6) & 1,
+                    more: p & 0x20 != 0,
+                    inf,
+                })
             }
             p if p & 0xC0 == 0x80 => {
                 if p & 0x2C != 0 || !inf.is_empty() {
@@ -155,9 +169,16 @@ impl Block {
                     2 => RCode::Other,
                     _ => RCode::Undefined,
                 };
-                Ok(Self::R { nr: (p >> 4) & 1, code })
+                Ok(Self::R {
+                    nr: (p >> 4) & 1,
+                    code,
+                })
             }
-            p => Ok(Self::S { kind: p & 0x1F, response: p & 0x20 != 0, inf }),
+            p => Ok(Self::S {
+                kind: p & 0x1F,
+                response: p & 0x20 != 0,
+                inf,
+            }),
         }
     }
 
@@ -165,7 +186,11 @@ impl Block {
     pub fn frame_len(profile: &Profile, bytes: &[u8]) -> Option<usize> {
         let lw = profile.len_width();
         let header = bytes.get(..2 + lw)?;
-        let len = if lw == 2 { usize::from(u16::from_be_bytes([header[2], header[3]])) } else { usize::from(header[2]) };
+        let len = if lw == 2 {
+            usize::from(u16::from_be_bytes([header[2], header[3]]))
+        } else {
+            usize::from(header[2])
+        };
         Some(2 + lw + len + profile.edc_len())
     }
 }
@@ -179,35 +204,98 @@ mod tests {
     #[test]
     fn reference_frames() {
         // NXP S(RESYNCH) and its response; GP frames; ISO I-block with LRC.
-        let resynch = Block::S { kind: SKind::RESYNCH, response: false, inf: vec![] };
-        assert_eq!(resynch.encode(&Profile::NXP_I2C, 0x5A), vec![0x5A, 0xC0, 0x00, 0xFF, 0xFC]);
-        let resp = Block::S { kind: SKind::RESYNCH, response: true, inf: vec![] };
-        assert_eq!(resp.encode(&Profile::NXP_I2C, 0xA5), vec![0xA5, 0xE0, 0x00, 0x3F, 0x19]);
-        assert_eq!(Block::decode(&Profile::NXP_I2C, 0xA5, &[0xA5, 0xE0, 0x00, 0x3F, 0x19]), Ok(resp));
-        let end = Block::S { kind: SKind::END_OF_SESSION, response: false, inf: vec![] };
-        assert_eq!(end.encode(&Profile::NXP_I2C, 0x5A), vec![0x5A, 0xC5, 0x00, 0x47, 0x82]);
-        let ack = Block::R { nr: 0, code: RCode::Ok };
-        assert_eq!(ack.encode(&Profile::NXP_I2C, 0x5A), vec![0x5A, 0x80, 0x00, 0x99, 0xBA]);
-        let cip = Block::S { kind: SKind::CIP, response: false, inf: vec![] };
-        assert_eq!(cip.encode(&Profile::GP, 0x21), vec![0x21, 0xC4, 0x00, 0x00, 0x06, 0xCD]);
-        let i = Block::I { ns: 0, more: false, inf: vec![0x00, 0xA4, 0x04, 0x00] };
-        assert_eq!(i.encode(&Profile::GP, 0x21), vec![0x21, 0x00, 0x00, 0x04, 0x00, 0xA4, 0x04, 0x00, 0x92, 0xFA]);
-        let iso = Block::I { ns: 0, more: false, inf: vec![0x00, 0xA4, 0x04, 0x00, 0x00] };
-        assert_eq!(iso.encode(&Profile::ISO, 0), vec![0, 0, 5, 0x00, 0xA4, 0x04, 0x00, 0x00, 0xA5]);
+        let resynch = Block::S {
+            kind: SKind::RESYNCH,
+            response: false,
+            inf: vec![],
+        };
+        assert_eq!(
+            resynch.encode(&Profile::NXP_I2C, 0x5A),
+            vec![0x5A, 0xC0, 0x00, 0xFF, 0xFC]
+        );
+        let resp = Block::S {
+            kind: SKind::RESYNCH,
+            response: true,
+            inf: vec![],
+        };
+        assert_eq!(
+            resp.encode(&Profile::NXP_I2C, 0xA5),
+            vec![0xA5, 0xE0, 0x00, 0x3F, 0x19]
+        );
+        assert_eq!(
+            Block::decode(&Profile::NXP_I2C, 0xA5, &[0xA5, 0xE0, 0x00, 0x3F, 0x19]),
+            Ok(resp)
+        );
+        let end = Block::S {
+            kind: SKind::END_OF_SESSION,
+            response: false,
+            inf: vec![],
+        };
+        assert_eq!(
+            end.encode(&Profile::NXP_I2C, 0x5A),
+            vec![0x5A, 0xC5, 0x00, 0x47, 0x82]
+        );
+        let ack = Block::R {
+            nr: 0,
+            code: RCode::Ok,
+        };
+        assert_eq!(
+            ack.encode(&Profile::NXP_I2C, 0x5A),
+            vec![0x5A, 0x80, 0x00, 0x99, 0xBA]
+        );
+        let cip = Block::S {
+            kind: SKind::CIP,
+            response: false,
+            inf: vec![],
+        };
+        assert_eq!(
+            cip.encode(&Profile::GP, 0x21),
+            vec![0x21, 0xC4, 0x00, 0x00, 0x06, 0xCD]
+        );
+        let i = Block::I {
+            ns: 0,
+            more: false,
+            inf: vec![0x00, 0xA4, 0x04, 0x00],
+        };
+        assert_eq!(
+            i.encode(&Profile::GP, 0x21),
+            vec![0x21, 0x00, 0x00, 0x04, 0x00, 0xA4, 0x04, 0x00, 0x92, 0xFA]
+        );
+        let iso = Block::I {
+            ns: 0,
+            more: false,
+            inf: vec![0x00, 0xA4, 0x04, 0x00, 0x00],
+        };
+        assert_eq!(
+            iso.encode(&Profile::ISO, 0),
+            vec![0, 0, 5, 0x00, 0xA4, 0x04, 0x00, 0x00, 0xA5]
+        );
     }
 
     #[test]
     fn rejects_bad_frames() {
         let p = Profile::NXP_I2C;
-        assert_eq!(Block::decode(&p, 0xA5, &[0xA5, 0xE0, 0x00, 0x3F, 0x18]), Err(FrameError::BadEdc));
-        assert_eq!(Block::decode(&p, 0xA5, &[0xA5, 0xE0, 0x00, 0x3F]), Err(FrameError::Truncated));
-        assert_eq!(Block::decode(&p, 0x5A, &[0xA5, 0xE0, 0x00, 0x3F, 0x19]), Err(FrameError::BadNad(0xA5)));
+        assert_eq!(
+            Block::decode(&p, 0xA5, &[0xA5, 0xE0, 0x00, 0x3F, 0x18]),
+            Err(FrameError::BadEdc)
+        );
+        assert_eq!(
+            Block::decode(&p, 0xA5, &[0xA5, 0xE0, 0x00, 0x3F]),
+            Err(FrameError::Truncated)
+        );
+        assert_eq!(
+            Block::decode(&p, 0x5A, &[0xA5, 0xE0, 0x00, 0x3F, 0x19]),
+            Err(FrameError::BadNad(0xA5))
+        );
         let bad_pcb = {
             let mut f = vec![0x5A, 0x01, 0x00];
             let e = p.edc(&f);
             f.extend_from_slice(&e);
             f
         };
-        assert_eq!(Block::decode(&p, 0x5A, &bad_pcb), Err(FrameError::BadPcb(0x01)));
+        assert_eq!(
+            Block::decode(&p, 0x5A, &bad_pcb),
+            Err(FrameError::BadPcb(0x01))
+        );
     }
 }

@@ -105,7 +105,10 @@ impl CardEngine {
     fn resend_last(&mut self) {
         match self.last.clone() {
             Some(frame) => self.out.push_back(frame),
-            None => self.send(&Block::R { nr: self.nr, code: RCode::Other }),
+            None => self.send(&Block::R {
+                nr: self.nr,
+                code: RCode::Other,
+            }),
         }
     }
 
@@ -125,7 +128,11 @@ impl CardEngine {
     /// Asks the host for more time while the application works (S(WTX request, multiplier)).
     pub fn request_wtx(&mut self, multiplier: u8) {
         if self.state == State::Processing {
-            self.send(&Block::S { kind: SKind::WTX, response: false, inf: alloc::vec![multiplier.max(1)] });
+            self.send(&Block::S {
+                kind: SKind::WTX,
+                response: false,
+                inf: alloc::vec![multiplier.max(1)],
+            });
         }
     }
 
@@ -155,10 +162,19 @@ impl CardEngine {
         let block = match Block::decode(&self.profile, self.profile.nad_to_card(), frame) {
             Ok(b) => b,
             Err(e) => {
-                let code = if e == crate::FrameError::BadEdc { RCode::Edc } else { RCode::Other };
+                let code = if e == crate::FrameError::BadEdc {
+                    RCode::Edc
+                } else {
+                    RCode::Other
+                };
                 // Rule 7.2: after an R-block, repeat it; otherwise ask for the expected block.
                 match self.last.clone() {
-                    Some(last) if Block::decode(&self.profile, self.profile.nad_to_host(), &last).is_ok_and(|b| matches!(b, Block::R { .. })) => self.out.push_back(last),
+                    Some(last)
+                        if Block::decode(&self.profile, self.profile.nad_to_host(), &last)
+                            .is_ok_and(|b| matches!(b, Block::R { .. })) =>
+                    {
+                        self.out.push_back(last)
+                    }
                     _ if self.state == State::Processing => {}
                     _ => self.send(&Block::R { nr: self.nr, code }),
                 }
@@ -168,7 +184,11 @@ impl CardEngine {
         match block {
             Block::I { ns, more, inf } => self.on_i_block(ns, more, inf),
             Block::R { nr, .. } => self.on_r_block(nr),
-            Block::S { kind, response: false, inf } => self.on_s_request(kind, inf),
+            Block::S {
+                kind,
+                response: false,
+                inf,
+            } => self.on_s_request(kind, inf),
             // Responses to our requests (WTX, IFS) need no action.
             Block::S { response: true, .. } => {}
         }
@@ -177,7 +197,11 @@ impl CardEngine {
     fn on_i_block(&mut self, ns: u8, more: bool, inf: Vec<u8>) {
         if self.state == State::Processing {
             // The host repeats while we work: tell it to wait.
-            self.send(&Block::S { kind: SKind::WTX, response: false, inf: alloc::vec![1] });
+            self.send(&Block::S {
+                kind: SKind::WTX,
+                response: false,
+                inf: alloc::vec![1],
+            });
             return;
         }
         if ns != self.nr {
@@ -187,7 +211,10 @@ impl CardEngine {
             return;
         }
         if inf.len() > self.ifsc {
-            self.send(&Block::R { nr: self.nr, code: RCode::Other });
+            self.send(&Block::R {
+                nr: self.nr,
+                code: RCode::Other,
+            });
             return;
         }
         if self.state == State::Sending {
@@ -198,7 +225,10 @@ impl CardEngine {
         self.nr ^= 1;
         self.rx.extend_from_slice(&inf);
         if more {
-            self.send(&Block::R { nr: self.nr, code: RCode::Ok });
+            self.send(&Block::R {
+                nr: self.nr,
+                code: RCode::Ok,
+            });
         } else {
             self.state = State::Processing;
             let apdu = core::mem::take(&mut self.rx);
@@ -209,16 +239,29 @@ impl CardEngine {
     fn on_r_block(&mut self, nr: u8) {
         match self.state {
             State::Sending if nr == self.ns => self.send_next_chunk(),
-            State::Processing => self.send(&Block::S { kind: SKind::WTX, response: false, inf: alloc::vec![1] }),
+            State::Processing => self.send(&Block::S {
+                kind: SKind::WTX,
+                response: false,
+                inf: alloc::vec![1],
+            }),
             _ if Some(nr) == self.last_i_ns => self.resend_last(),
             // The host is waiting for something we never got: name the block we expect.
-            _ => self.send(&Block::R { nr: self.nr, code: RCode::Ok }),
+            _ => self.send(&Block::R {
+                nr: self.nr,
+                code: RCode::Ok,
+            }),
         }
     }
 
     fn on_s_request(&mut self, kind: u8, inf: Vec<u8>) {
         let variant = self.profile.variant;
-        let reply = |s: &mut Self, inf: Vec<u8>| s.send(&Block::S { kind, response: true, inf });
+        let reply = |s: &mut Self, inf: Vec<u8>| {
+            s.send(&Block::S {
+                kind,
+                response: true,
+                inf,
+            })
+        };
         match kind {
             SKind::RESYNCH => {
                 self.reset_link();
@@ -227,7 +270,10 @@ impl CardEngine {
             SKind::IFS => {
                 let value = inf.iter().fold(0usize, |a, b| (a << 8) | usize::from(*b));
                 if value == 0 || value > self.profile.max_ifs() || inf.is_empty() || inf.len() > 2 {
-                    self.send(&Block::R { nr: self.nr, code: RCode::Other });
+                    self.send(&Block::R {
+                        nr: self.nr,
+                        code: RCode::Other,
+                    });
                 } else {
                     self.ifsd = value;
                     reply(self, inf);
@@ -263,12 +309,19 @@ impl CardEngine {
             SKind::SOFT_RESET if variant != Variant::Iso => {
                 self.reset_link();
                 self.events.push_back(CardEvent::SessionEnd);
-                let inf = if variant == Variant::NxpI2c { self.atr.clone() } else { Vec::new() };
+                let inf = if variant == Variant::NxpI2c {
+                    self.atr.clone()
+                } else {
+                    Vec::new()
+                };
                 reply(self, inf);
             }
             SKind::DEEP_POWER_DOWN if variant == Variant::NxpI2c => reply(self, Vec::new()),
             // WTX requests come only from cards; unknown requests are errors.
-            _ => self.send(&Block::R { nr: self.nr, code: RCode::Other }),
+            _ => self.send(&Block::R {
+                nr: self.nr,
+                code: RCode::Other,
+            }),
         }
     }
 }

@@ -36,7 +36,13 @@ impl HostConfig {
             Variant::NxpI2c => (254, 1_000_000),
             Variant::Gp => (254, 300_000),
         };
-        Self { bwt_us, max_retries: 2, max_resynch: 3, ifsc: ifs, ifsd: ifs }
+        Self {
+            bwt_us,
+            max_retries: 2,
+            max_resynch: 3,
+            ifsc: ifs,
+            ifsd: ifs,
+        }
     }
 }
 
@@ -46,7 +52,9 @@ impl HostConfig {
 pub enum LinkError {
     #[error("the card does not answer (no valid block after {0} resynchronisation attempts)")]
     Unresponsive(u8),
-    #[error("link failure after the whole command was sent: the card may have executed it once; it was not resent")]
+    #[error(
+        "link failure after the whole command was sent: the card may have executed it once; it was not resent"
+    )]
     OutcomeUnknown,
     #[error("the card aborted the exchange")]
     Aborted,
@@ -62,7 +70,10 @@ pub enum HostEvent {
     /// The response APDU to the command.
     Response(Vec<u8>),
     /// The card's response to a control S-block request (ATR, CIP, IFS, session end…).
-    Control { kind: u8, inf: Vec<u8> },
+    Control {
+        kind: u8,
+        inf: Vec<u8>,
+    },
     Error(LinkError),
 }
 
@@ -70,11 +81,21 @@ pub enum HostEvent {
 enum Phase {
     Idle,
     /// Sending a command; `next` is the index of the chunk to send after the next ack.
-    Command { chunks: Vec<Vec<u8>>, next: usize, rx: Vec<u8>, final_sent: bool },
+    Command {
+        chunks: Vec<Vec<u8>>,
+        next: usize,
+        rx: Vec<u8>,
+        final_sent: bool,
+    },
     /// Waiting for the response to a control S-block request.
-    Control { kind: u8 },
+    Control {
+        kind: u8,
+    },
     /// Resynchronising; what to do once the card answers.
-    Resynch { attempts: u8, interrupted: Option<(Vec<Vec<u8>>, bool)> },
+    Resynch {
+        attempts: u8,
+        interrupted: Option<(Vec<Vec<u8>>, bool)>,
+    },
 }
 
 const MAX_RESPONSE: usize = 65538;
@@ -89,7 +110,12 @@ pub struct HostEngine {
     last: Option<Vec<u8>>,
     last_is_r: bool,
     last_i_ns: u8,
+    /// The last I-block sent, for retransmission when the card names it.
+    last_i: Option<Vec<u8>>,
+    /// Invalid blocks and timeouts in a row.
     errors: u8,
+    /// Retransmissions of the current I-block at the card's request.
+    retransmits: u8,
     deadline: Option<u64>,
     out: VecDeque<Vec<u8>>,
     events: VecDeque<HostEvent>,
@@ -111,7 +137,9 @@ impl HostEngine {
             last: None,
             last_is_r: false,
             last_i_ns: 0,
+            last_i: None,
             errors: 0,
+            retransmits: 0,
             deadline: None,
             out: VecDeque::new(),
             events: VecDeque::new(),
@@ -156,6 +184,7 @@ impl HostEngine {
         self.last_is_r = matches!(block, Block::R { .. });
         if let Block::I { ns, .. } = block {
             self.last_i_ns = *ns;
+            self.last_i = Some(frame.clone());
         }
         self.last = Some(frame.clone());
         self.out.push_back(frame);
@@ -172,8 +201,9 @@ impl HostEngine {
     }
 
     fn finish(&mut self, event: HostEvent) {
-        if matches!(event, HostEvent::Error(_)) {
-            self.needs_resynch = true;
+        // After OutcomeUnknown the link was just resynchronised; other failures leave it unknown.
+        if let HostEvent::Error(e) = event {
+            self.needs_resynch = !matches!(e, LinkError::OutcomeUnknown | LinkError::Busy);
         }
         self.phase = Phase::Idle;
         self.deadline = None;
@@ -197,18 +227,44 @@ impl HostEngine {
 
     fn start_command(&mut self, chunks: Vec<Vec<u8>>, now: u64) {
         self.errors = 0;
+        self.retransmits = 0;
         if self.needs_resynch {
             // A stale block from the failed exchange must never pass for this command's answer.
-            self.phase = Phase::Resynch { attempts: 1, interrupted: Some((chunks, false)) };
-            self.send(&Block::S { kind: SKind::RESYNCH, response: false, inf: Vec::new() }, now, 1);
+            self.phase = Phase::Resynch {
+                attempts: 1,
+                interrupted: Some((chunks, false)),
+            };
+            self.send(
+                &Block::S {
+                    kind: SKind::RESYNCH,
+                    response: false,
+                    inf: Vec::new(),
+                },
+                now,
+                1,
+            );
             return;
         }
-        self.phase = Phase::Command { chunks, next: 0, rx: Vec::new(), final_sent: false };
+        self.phase = Phase::Command {
+            chunks,
+            next: 0,
+            rx: Vec::new(),
+            final_sent: false,
+        };
         self.send_next_chunk(now);
     }
 
     fn send_next_chunk(&mut self, now: u64) {
-        let Phase::Command { chunks, next, final_sent, .. } = &mut self.phase else { return };
+        self.retransmits = 0;
+        let Phase::Command {
+            chunks,
+            next,
+            final_sent,
+            ..
+        } = &mut self.phase
+        else {
+            return;
+        };
         let index = *next;
         let more = index + 1 < chunks.len();
         let inf = chunks[index].clone();
@@ -233,18 +289,39 @@ impl HostEngine {
         }
         self.errors = 0;
         self.phase = Phase::Control { kind };
-        self.send(&Block::S { kind, response: false, inf }, now, 1);
+        self.send(
+            &Block::S {
+                kind,
+                response: false,
+                inf,
+            },
+            now,
+            1,
+        );
     }
 
     /// Starts a resynchronisation (also usable on its own, e.g. when opening an NXP session).
     pub fn resynchronise(&mut self, now: u64) {
         let interrupted = match core::mem::replace(&mut self.phase, Phase::Idle) {
-            Phase::Command { chunks, final_sent, .. } => Some((chunks, final_sent)),
+            Phase::Command {
+                chunks, final_sent, ..
+            } => Some((chunks, final_sent)),
             Phase::Resynch { interrupted, .. } => interrupted,
             _ => None,
         };
-        self.phase = Phase::Resynch { attempts: 1, interrupted };
-        self.send(&Block::S { kind: SKind::RESYNCH, response: false, inf: Vec::new() }, now, 1);
+        self.phase = Phase::Resynch {
+            attempts: 1,
+            interrupted,
+        };
+        self.send(
+            &Block::S {
+                kind: SKind::RESYNCH,
+                response: false,
+                inf: Vec::new(),
+            },
+            now,
+            1,
+        );
     }
 
     /// The deadline passed without a valid block.
@@ -298,7 +375,14 @@ impl HostEngine {
 
     fn on_block(&mut self, block: Block, now: u64) {
         match (&mut self.phase, block) {
-            (Phase::Resynch { interrupted, .. }, Block::S { kind: SKind::RESYNCH, response: true, .. }) => {
+            (
+                Phase::Resynch { interrupted, .. },
+                Block::S {
+                    kind: SKind::RESYNCH,
+                    response: true,
+                    ..
+                },
+            ) => {
                 let interrupted = interrupted.take();
                 self.ns = 0;
                 self.nr = 0;
@@ -308,58 +392,138 @@ impl HostEngine {
                     // The card cannot have the whole command: send it again from the start.
                     Some((chunks, false)) => self.start_command(chunks, now),
                     Some((_, true)) => self.finish(HostEvent::Error(LinkError::OutcomeUnknown)),
-                    None => self.finish(HostEvent::Control { kind: SKind::RESYNCH, inf: Vec::new() }),
+                    None => self.finish(HostEvent::Control {
+                        kind: SKind::RESYNCH,
+                        inf: Vec::new(),
+                    }),
                 }
             }
             (Phase::Resynch { .. }, _) => self.on_error(RCode::Other, now),
-            (Phase::Control { kind }, Block::S { kind: k, response: true, inf }) if *kind == k => {
-                if k == SKind::IFS {
-                    if let Some(v) = inf.last() {
-                        self.config.ifsd = usize::from(*v);
-                    }
+            (
+                Phase::Control { kind },
+                Block::S {
+                    kind: k,
+                    response: true,
+                    inf,
+                },
+            ) if *kind == k => {
+                if let (SKind::IFS, Some(v)) = (k, inf.last()) {
+                    self.config.ifsd = usize::from(*v);
                 }
                 self.finish(HostEvent::Control { kind: k, inf });
             }
-            (Phase::Command { .. } | Phase::Control { .. }, Block::S { kind: SKind::WTX, response: false, inf }) => {
+            (
+                Phase::Command { .. } | Phase::Control { .. },
+                Block::S {
+                    kind: SKind::WTX,
+                    response: false,
+                    inf,
+                },
+            ) => {
                 let m = u64::from(inf.first().copied().unwrap_or(1));
-                self.send(&Block::S { kind: SKind::WTX, response: true, inf }, now, m);
+                self.send(
+                    &Block::S {
+                        kind: SKind::WTX,
+                        response: true,
+                        inf,
+                    },
+                    now,
+                    m,
+                );
             }
-            (_, Block::S { kind: SKind::IFS, response: false, inf }) => {
+            (
+                _,
+                Block::S {
+                    kind: SKind::IFS,
+                    response: false,
+                    inf,
+                },
+            ) => {
                 let value = inf.iter().fold(0usize, |a, b| (a << 8) | usize::from(*b));
                 if (1..=self.profile.max_ifs()).contains(&value) {
                     self.config.ifsc = value;
-                    self.send(&Block::S { kind: SKind::IFS, response: true, inf }, now, 1);
+                    self.send(
+                        &Block::S {
+                            kind: SKind::IFS,
+                            response: true,
+                            inf,
+                        },
+                        now,
+                        1,
+                    );
                 } else {
                     self.on_error(RCode::Other, now);
                 }
             }
-            (Phase::Command { .. }, Block::S { kind: SKind::ABORT, response: false, .. }) => {
-                self.send(&Block::S { kind: SKind::ABORT, response: true, inf: Vec::new() }, now, 1);
+            (
+                Phase::Command { .. },
+                Block::S {
+                    kind: SKind::ABORT,
+                    response: false,
+                    ..
+                },
+            ) => {
+                self.send(
+                    &Block::S {
+                        kind: SKind::ABORT,
+                        response: true,
+                        inf: Vec::new(),
+                    },
+                    now,
+                    1,
+                );
                 self.deadline = None;
                 self.finish(HostEvent::Error(LinkError::Aborted));
             }
-            (Phase::Command { chunks, next, final_sent, rx }, Block::R { nr, .. }) => {
+            (
+                Phase::Command {
+                    chunks,
+                    next,
+                    final_sent,
+                    rx,
+                },
+                Block::R { nr, .. },
+            ) => {
                 let acked = nr == self.ns;
                 if acked && !*final_sent && *next < chunks.len() && rx.is_empty() {
                     self.errors = 0;
                     self.send_next_chunk(now);
-                } else if nr == self.last_i_ns && !self.last_is_r {
+                } else if nr == self.last_i_ns {
                     // The card names our last I-block: it did not get it.
-                    self.errors += 1;
-                    if self.errors > self.config.max_retries {
+                    self.errors = 0;
+                    self.retransmits += 1;
+                    if self.retransmits > self.config.max_retries {
                         self.resynchronise(now);
-                    } else {
-                        self.resend_last(now);
+                    } else if let Some(frame) = self.last_i.clone() {
+                        self.last = Some(frame.clone());
+                        self.last_is_r = false;
+                        self.out.push_back(frame);
+                        self.frames_sent += 1;
+                        self.deadline = Some(now + self.config.bwt_us);
                     }
                 } else {
                     self.on_error(RCode::Other, now);
                 }
             }
-            (Phase::Command { final_sent: true, rx, .. }, Block::I { ns, more, inf }) => {
+            (
+                Phase::Command {
+                    final_sent: true,
+                    rx,
+                    ..
+                },
+                Block::I { ns, more, inf },
+            ) => {
                 if ns != self.nr {
                     // A repetition (our acknowledgement was lost): acknowledge again.
                     let nr = self.nr;
-                    self.send(&Block::R { nr, code: RCode::Ok }, now, 1);
+                    self.send(
+                        &Block::R {
+                            nr,
+                            code: RCode::Ok,
+                        },
+                        now,
+                        1,
+                    );
                     return;
                 }
                 if rx.len() + inf.len() > MAX_RESPONSE {
@@ -371,7 +535,14 @@ impl HostEngine {
                 self.nr ^= 1;
                 if more {
                     let nr = self.nr;
-                    self.send(&Block::R { nr, code: RCode::Ok }, now, 1);
+                    self.send(
+                        &Block::R {
+                            nr,
+                            code: RCode::Ok,
+                        },
+                        now,
+                        1,
+                    );
                 } else {
                     let response = core::mem::take(rx);
                     self.finish(HostEvent::Response(response));

@@ -29,10 +29,22 @@ pub struct Profile {
 }
 
 impl Profile {
-    pub const ISO: Self = Self { variant: Variant::Iso, edc: Edc::Lrc };
-    pub const ISO_CRC: Self = Self { variant: Variant::Iso, edc: Edc::CrcLsbFirst };
-    pub const NXP_I2C: Self = Self { variant: Variant::NxpI2c, edc: Edc::CrcLsbFirst };
-    pub const GP: Self = Self { variant: Variant::Gp, edc: Edc::CrcMsbFirst };
+    pub const ISO: Self = Self {
+        variant: Variant::Iso,
+        edc: Edc::Lrc,
+    };
+    pub const ISO_CRC: Self = Self {
+        variant: Variant::Iso,
+        edc: Edc::CrcLsbFirst,
+    };
+    pub const NXP_I2C: Self = Self {
+        variant: Variant::NxpI2c,
+        edc: Edc::CrcLsbFirst,
+    };
+    pub const GP: Self = Self {
+        variant: Variant::Gp,
+        edc: Edc::CrcMsbFirst,
+    };
 
     pub fn for_variant(v: Variant) -> Self {
         match v {
@@ -98,7 +110,11 @@ pub fn crc16_x25(data: &[u8]) -> u16 {
     for &b in data {
         crc ^= u16::from(b);
         for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0x8408 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0x8408
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -112,7 +128,10 @@ mod tests {
     fn edc_vectors() {
         assert_eq!(crc16_x25(b"123456789"), 0x906E);
         // ISO example: 00 00 05 00A4040000 has LRC A5.
-        assert_eq!(Profile::ISO.edc(&[0, 0, 5, 0x00, 0xA4, 0x04, 0x00, 0x00])[0], 0xA5);
+        assert_eq!(
+            Profile::ISO.edc(&[0, 0, 5, 0x00, 0xA4, 0x04, 0x00, 0x00])[0],
+            0xA5
+        );
         // NXP: S(RESYNCH) 5A C0 00 FF FC, GP: 21 C0 0000 65 AC.
         assert_eq!(Profile::NXP_I2C.edc(&[0x5A, 0xC0, 0x00]), [0xFF, 0xFC]);
         assert_eq!(Profile::GP.edc(&[0x21, 0xC0, 0x00, 0x00]), [0x65, 0xAC]);

@@ -18,10 +18,26 @@ pub struct BusTiming {
 }
 
 impl BusTiming {
-    pub const I2C_100K: Self = Self { bit_rate: 100_000, bits_per_byte: 9, latency_us: 100 };
-    pub const I2C_400K: Self = Self { bit_rate: 400_000, bits_per_byte: 9, latency_us: 25 };
-    pub const I2C_1M: Self = Self { bit_rate: 1_000_000, bits_per_byte: 9, latency_us: 10 };
-    pub const SPI_10M: Self = Self { bit_rate: 10_000_000, bits_per_byte: 8, latency_us: 5 };
+    pub const I2C_100K: Self = Self {
+        bit_rate: 100_000,
+        bits_per_byte: 9,
+        latency_us: 100,
+    };
+    pub const I2C_400K: Self = Self {
+        bit_rate: 400_000,
+        bits_per_byte: 9,
+        latency_us: 25,
+    };
+    pub const I2C_1M: Self = Self {
+        bit_rate: 1_000_000,
+        bits_per_byte: 9,
+        latency_us: 10,
+    };
+    pub const SPI_10M: Self = Self {
+        bit_rate: 10_000_000,
+        bits_per_byte: 8,
+        latency_us: 5,
+    };
 
     /// Time to move `bytes` bytes, µs (rounded up).
     pub fn transfer_us(&self, bytes: usize) -> u64 {
@@ -86,7 +102,14 @@ pub struct SimBus {
 
 impl SimBus {
     pub fn new(timing: BusTiming, faults: Faults, seed: u64) -> Self {
-        Self { timing, faults, rng: Rng::new(seed), bytes: 0, undetected: 0, profile: None }
+        Self {
+            timing,
+            faults,
+            rng: Rng::new(seed),
+            bytes: 0,
+            undetected: 0,
+            profile: None,
+        }
     }
 
     /// Counts corrupted frames that still pass `profile`'s EDC check (see `undetected`).
@@ -122,12 +145,10 @@ impl SimBus {
             let keep = (self.rng.next_u64() as usize) % out.len();
             out.truncate(keep);
         }
-        if out != frame {
-            if let Some(p) = self.profile {
-                let el = p.edc_len();
-                if out.len() > el && p.edc(&out[..out.len() - el])[..el] == out[out.len() - el..] {
-                    self.undetected += 1;
-                }
+        if let Some(p) = self.profile.filter(|_| out != frame) {
+            let el = p.edc_len();
+            if out.len() > el && p.edc(&out[..out.len() - el])[..el] == out[out.len() - el..] {
+                self.undetected += 1;
             }
         }
         (Some(out), us)
@@ -187,7 +208,11 @@ pub fn exchange(
                 HostEvent::Error(e) => Err(e),
                 HostEvent::Control { .. } => continue,
             };
-            return Exchange { result, elapsed_us: *now - start, executions };
+            return Exchange {
+                result,
+                elapsed_us: *now - start,
+                executions,
+            };
         }
         if !progressed {
             match host.deadline() {
@@ -196,7 +221,11 @@ pub fn exchange(
                     host.on_timeout(*now);
                 }
                 None => {
-                    return Exchange { result: Err(LinkError::Unresponsive(0)), elapsed_us: *now - start, executions };
+                    return Exchange {
+                        result: Err(LinkError::Unresponsive(0)),
+                        elapsed_us: *now - start,
+                        executions,
+                    };
                 }
             }
         }

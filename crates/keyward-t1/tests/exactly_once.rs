@@ -15,7 +15,12 @@ fn expected_response(cmd: &[u8]) -> Vec<u8> {
 }
 
 fn profile() -> impl Strategy<Value = Profile> {
-    prop_oneof![Just(Profile::ISO), Just(Profile::ISO_CRC), Just(Profile::NXP_I2C), Just(Profile::GP)]
+    prop_oneof![
+        Just(Profile::ISO),
+        Just(Profile::ISO_CRC),
+        Just(Profile::NXP_I2C),
+        Just(Profile::GP)
+    ]
 }
 
 fn apdu() -> impl Strategy<Value = Vec<u8>> {
@@ -27,9 +32,22 @@ fn apdu() -> impl Strategy<Value = Vec<u8>> {
 }
 
 fn faults() -> impl Strategy<Value = Faults> {
-    (prop_oneof![Just(0.0), Just(1e-5), Just(1e-4), Just(1e-3)], 0.0..0.05f64, 0.0..0.02f64, 0.0..0.02f64, 0.0..0.02f64, 0.0..0.02f64).prop_map(
-        |(ber, drop, insert, truncate, busy, nack)| Faults { bit_error_rate: ber, drop, insert, truncate, stuck_busy: busy, nack },
+    (
+        prop_oneof![Just(0.0), Just(1e-5), Just(1e-4), Just(1e-3)],
+        0.0..0.05f64,
+        0.0..0.02f64,
+        0.0..0.02f64,
+        0.0..0.02f64,
+        0.0..0.02f64,
     )
+        .prop_map(|(ber, drop, insert, truncate, busy, nack)| Faults {
+            bit_error_rate: ber,
+            drop,
+            insert,
+            truncate,
+            stuck_busy: busy,
+            nack,
+        })
 }
 
 proptest! {
@@ -89,7 +107,9 @@ fn fault_free_long_apdus_use_the_bus_efficiently() {
         let mut bus = SimBus::new(BusTiming::I2C_400K, Faults::default(), 1);
         let mut now = 0;
         let apdu: Vec<u8> = (0..65535u32).map(|i| i as u8).collect();
-        let ex = exchange(&mut host, &mut card, &mut bus, &mut now, &apdu, &mut |c| c.to_vec());
+        let ex = exchange(&mut host, &mut card, &mut bus, &mut now, &apdu, &mut |c| {
+            c.to_vec()
+        });
         assert_eq!(ex.result.unwrap(), apdu);
         assert_eq!(ex.executions, 1);
     }
