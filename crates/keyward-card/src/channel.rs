@@ -13,8 +13,14 @@ pub enum CardError {
     Apdu(#[from] keyward_apdu::ApduError),
     #[error(transparent)]
     Sm(#[from] keyward_sm::SmError),
-    #[error("unknown transport {0:?} (expected pcsc:READER-PREFIX or se:STATE-FILE)")]
+    #[error(
+        "unknown transport {0:?} (expected pcsc:READER-PREFIX, t1:unix:PATH[?variant=iso|nxp-i2c|gp] or se:STATE-FILE)"
+    )]
     UnknownTransport(String),
+    #[error(transparent)]
+    T1(#[from] keyward_t1::bus::T1Error),
+    #[error("{0}: {1}")]
+    Connect(String, std::io::Error),
     #[error(transparent)]
     Element(#[from] keyward_se::StorageError),
 }
@@ -76,10 +82,50 @@ impl CardChannel for PcscChannel {
     }
 }
 
+/// An element behind a T=1 link (an I2C/SPI secure element, or `keyward se serve --t1`).
+pub struct T1Channel(keyward_t1::bus::HostLink<keyward_t1::bus::UnixBus>);
+
+impl T1Channel {
+    /// Connects to `keyward se serve --t1 unix:PATH` with the given link variant.
+    pub fn connect_unix(path: &str, variant: keyward_t1::Variant) -> Result<Self, CardError> {
+        let stream = std::os::unix::net::UnixStream::connect(path)
+            .map_err(|e| CardError::Connect(path.to_string(), e))?;
+        let profile = keyward_t1::Profile::for_variant(variant);
+        let bus = keyward_t1::bus::UnixBus::new(stream, profile);
+        Ok(Self(keyward_t1::bus::HostLink::open(bus, profile)?))
+    }
+}
+
+impl CardChannel for T1Channel {
+    fn transmit_raw(&mut self, apdu: &[u8]) -> Result<Vec<u8>, CardError> {
+        Ok(self.0.transmit(apdu)?)
+    }
+}
+
+/// Parses a link variant name: `iso`, `nxp-i2c` or `gp`.
+pub fn parse_variant(s: &str) -> Option<keyward_t1::Variant> {
+    match s {
+        "iso" => Some(keyward_t1::Variant::Iso),
+        "nxp-i2c" | "nxp" => Some(keyward_t1::Variant::NxpI2c),
+        "gp" => Some(keyward_t1::Variant::Gp),
+        _ => None,
+    }
+}
+
 /// Opens a transport written `pcsc:READER-PREFIX` or `se:STATE-FILE` (an in-process element).
 pub fn open_transport(spec: &str) -> Result<Box<dyn CardChannel>, CardError> {
     if let Some(prefix) = spec.strip_prefix("pcsc:") {
         return Ok(Box::new(PcscChannel::connect(prefix)?));
+    }
+    if let Some(rest) = spec.strip_prefix("t1:unix:") {
+        let (path, variant) = match rest.split_once("?variant=") {
+            Some((p, v)) => (
+                p,
+                parse_variant(v).ok_or_else(|| CardError::UnknownTransport(spec.to_string()))?,
+            ),
+            None => (rest, keyward_t1::Variant::Iso),
+        };
+        return Ok(Box::new(T1Channel::connect_unix(path, variant)?));
     }
     if let Some(path) = spec.strip_prefix("se:") {
         let path = std::path::Path::new(path);

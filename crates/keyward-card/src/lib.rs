@@ -8,7 +8,9 @@ mod channel;
 mod device;
 mod secure;
 
-pub use channel::{CardChannel, CardError, InProcess, PcscChannel, open_transport};
+pub use channel::{
+    CardChannel, CardError, InProcess, PcscChannel, T1Channel, open_transport, parse_variant,
+};
 pub use device::{
     DeviceError, authenticate_device, read_attestation, read_c_devaut, select_applet, verify_device,
 };

@@ -5,14 +5,17 @@
 //! The engines are sans-io: frames and the current time (µs) go in; frames, APDUs and the next
 //! deadline come out. Buses (a simulated one with fault injection, a Unix-socket adapter) are
 //! separate.
-#![no_std]
+#![cfg_attr(not(feature = "std"), no_std)]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
 
 mod block;
+#[cfg(feature = "std")]
+pub mod bus;
 mod card;
 mod host;
+pub mod params;
 mod profile;
 pub mod sim;
 

@@ -47,12 +47,21 @@ pub struct NewArgs {
 
 #[derive(Args)]
 pub struct ServeArgs {
-    /// State file of an element; repeat to serve several, each paired with a --vpcd address.
+    /// State file of an element; repeat to serve several, each paired with a --vpcd or --t1.
     #[arg(long, required = true)]
     state: Vec<PathBuf>,
     /// vpcd address (HOST:PORT, vsmartcard's default 127.0.0.1:35963), one per --state.
-    #[arg(long, required = true)]
+    #[arg(long, conflicts_with = "t1")]
     vpcd: Vec<String>,
+    /// T=1 endpoint `unix:PATH` (a simulated I2C/SPI link), one per --state.
+    #[arg(long)]
+    t1: Vec<String>,
+    /// T=1 variant: iso, nxp-i2c or gp.
+    #[arg(long, default_value = "iso")]
+    variant: String,
+    /// Pace frames like a real bus: i2c:100k, i2c:400k, i2c:1m or spi:10m.
+    #[arg(long)]
+    bus: Option<String>,
     /// Master-key file for a single element (default: STATE.key).
     #[arg(long)]
     master_key: Option<PathBuf>,
@@ -86,9 +95,13 @@ fn new(a: &NewArgs) -> anyhow::Result<()> {
 }
 
 fn serve(a: &ServeArgs) -> anyhow::Result<()> {
-    if a.state.len() != a.vpcd.len() {
-        bail!("give one --vpcd address per --state file");
+    let endpoints = if a.t1.is_empty() { &a.vpcd } else { &a.t1 };
+    if a.state.len() != endpoints.len() {
+        bail!("give one --vpcd address or --t1 endpoint per --state file");
     }
+    let variant = keyward_card::parse_variant(&a.variant)
+        .with_context(|| format!("unknown variant {:?}", a.variant))?;
+    let pace = a.bus.as_deref().map(parse_bus).transpose()?;
     if a.master_key.is_some() && a.state.len() > 1 {
         bail!("--master-key applies to a single element; use STATE.key files for several");
     }
@@ -104,11 +117,90 @@ fn serve(a: &ServeArgs) -> anyhow::Result<()> {
         elements.push(Applet::new(state, file));
     }
     std::thread::scope(|s| {
-        for (applet, addr) in elements.iter_mut().zip(&a.vpcd) {
+        for (applet, endpoint) in elements.iter_mut().zip(endpoints) {
             let stop = &stop;
-            s.spawn(move || keyward_se::vpcd::serve(applet, addr, stop));
+            if a.t1.is_empty() {
+                s.spawn(move || keyward_se::vpcd::serve(applet, endpoint, stop));
+            } else {
+                s.spawn(move || {
+                    if let Err(e) = serve_t1(applet, endpoint, variant, pace) {
+                        tracing::error!(endpoint, error = %e, "T=1 endpoint failed");
+                    }
+                });
+            }
         }
     });
+    Ok(())
+}
+
+fn parse_bus(s: &str) -> anyhow::Result<keyward_t1::sim::BusTiming> {
+    use keyward_t1::sim::BusTiming;
+    Ok(match s {
+        "i2c:100k" => BusTiming::I2C_100K,
+        "i2c:400k" => BusTiming::I2C_400K,
+        "i2c:1m" => BusTiming::I2C_1M,
+        "spi:10m" => BusTiming::SPI_10M,
+        other => bail!("unknown bus {other:?} (i2c:100k, i2c:400k, i2c:1m, spi:10m)"),
+    })
+}
+
+/// Serves one element on a Unix socket as a T=1 secure element; every connection is a power-on.
+fn serve_t1(
+    applet: &mut Applet<StateFile>,
+    endpoint: &str,
+    variant: keyward_t1::Variant,
+    pace: Option<keyward_t1::sim::BusTiming>,
+) -> anyhow::Result<()> {
+    use keyward_t1::params::{LinkParams, gp_cip, nxp_atr};
+    use keyward_t1::{CardEngine, Profile, Variant};
+    let path = endpoint
+        .strip_prefix("unix:")
+        .with_context(|| format!("T=1 endpoint {endpoint:?} must be unix:PATH"))?;
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        bail!("{path}: another element is already serving there");
+    }
+    let _ = std::fs::remove_file(path);
+    let listener =
+        std::os::unix::net::UnixListener::bind(path).with_context(|| format!("binding {path}"))?;
+    let profile = Profile::for_variant(variant);
+    let (bwt_ms, params) = match variant {
+        Variant::Iso => (1600, Vec::new()),
+        Variant::NxpI2c => (
+            1000,
+            nxp_atr(
+                LinkParams {
+                    bwt_ms: 1000,
+                    ifsc: 254,
+                },
+                b"KEYWARD",
+            ),
+        ),
+        Variant::Gp => (
+            300,
+            gp_cip(
+                LinkParams {
+                    bwt_ms: 300,
+                    ifsc: 254,
+                },
+                b"KEYWARD",
+            ),
+        ),
+    };
+    tracing::info!(path, ?variant, "serving T=1");
+    for stream in listener.incoming() {
+        let stream = stream?;
+        applet.reset();
+        let mut bus = keyward_t1::bus::UnixBus::new(stream, profile);
+        if let Some(t) = pace {
+            bus = bus.paced(t);
+        }
+        let mut engine = CardEngine::new(profile, 254, params.clone());
+        let mut app = |apdu: &[u8]| applet.transmit(apdu);
+        let wtx = std::time::Duration::from_millis(bwt_ms / 3);
+        if let Err(e) = keyward_t1::bus::serve_card(&mut bus, &mut engine, &mut app, wtx) {
+            tracing::warn!(error = %e, "T=1 connection ended");
+        }
+    }
     Ok(())
 }
 
