@@ -84,6 +84,12 @@ impl CardEngine {
         self.ifsd
     }
 
+    /// Sets the host's receive size as a completed S(IFS) exchange would (hosts of all three
+    /// variants announce 254 when they open the link).
+    pub fn set_ifsd(&mut self, ifsd: usize) {
+        self.ifsd = ifsd.clamp(1, self.profile.max_ifs());
+    }
+
     /// The next frame to put on the bus.
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
         self.out.pop_front()

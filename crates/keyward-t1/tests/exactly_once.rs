@@ -114,3 +114,24 @@ fn fault_free_long_apdus_use_the_bus_efficiently() {
         assert_eq!(ex.executions, 1);
     }
 }
+
+proptest! {
+    /// Neither engine panics, whatever frames and timeouts arrive.
+    #[test]
+    fn engines_never_panic(frames in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 0..30), variant in 0usize..3) {
+        let profile = [Profile::ISO, Profile::NXP_I2C, Profile::GP][variant];
+        let mut card = CardEngine::new(profile, 8, vec![1]);
+        let mut host = HostEngine::new(profile, HostConfig::for_profile(&profile));
+        host.send_apdu(&[7u8; 20], 0);
+        for (i, f) in frames.iter().enumerate() {
+            card.on_frame(f);
+            while let Some(keyward_t1::CardEvent::Apdu(a)) = card.poll_event() {
+                card.respond(a);
+            }
+            host.on_frame(f, i as u64 * 1000);
+            host.on_timeout(u64::MAX / 2);
+            while card.poll_transmit().is_some() {}
+            while host.poll_transmit().is_some() {}
+        }
+    }
+}

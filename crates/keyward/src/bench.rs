@@ -25,6 +25,9 @@ pub enum BenchCommand {
     /// Device-PKI costs: chain validations/s, attestation verifications/s, chip-authentication
     /// handshakes/s (host and element in one process), secure-messaging overhead per APDU.
     Pki(PkiArgs),
+    /// T=1 on the simulated bus: throughput vs raw capacity, SIGN latency vs the bit-time bound,
+    /// throughput under bit errors, engine CPU per block.
+    T1(T1Args),
     /// (internal) One PKCS#11 C_Sign loop in this process; prints `ec=<per s> rsa=<per s>`.
     #[command(hide = true)]
     SignLoop(SignLoopArgs),
@@ -55,6 +58,13 @@ pub struct PkiArgs {
 }
 
 #[derive(Args)]
+pub struct T1Args {
+    /// Exchanges per bit-error-rate measurement.
+    #[arg(long, default_value_t = 200)]
+    exchanges: u32,
+}
+
+#[derive(Args)]
 pub struct SignLoopArgs {
     #[arg(long)]
     module: PathBuf,
@@ -71,6 +81,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Apdu(a) => apdu(&a),
         BenchCommand::Pki(a) => pki(&a),
+        BenchCommand::T1(a) => t1(&a),
         BenchCommand::SignLoop(a) => {
             let (ec, rsa) = sign_loop(&a)?;
             println!("ec={ec:.1} rsa={rsa:.1}");
@@ -449,4 +460,139 @@ fn expect_ok<C: keyward_card::CardChannel>(ch: &mut C, cmd: Command) -> anyhow::
         r.sw
     );
     Ok(r.data)
+}
+
+fn t1(a: &T1Args) -> anyhow::Result<()> {
+    use keyward_t1::sim::{BusTiming, Faults, SimBus, exchange};
+    use keyward_t1::{CardEngine, HostConfig, HostEngine, Profile};
+
+    let link = |profile: Profile| {
+        let mut config = HostConfig::for_profile(&profile);
+        config.ifsc = 254;
+        config.ifsd = 254;
+        let mut card = CardEngine::new(profile, 254, Vec::new());
+        // As after the host's S(IFS 254) when it opened the link.
+        card.set_ifsd(254);
+        (HostEngine::new(profile, config), card)
+    };
+    let variants = [
+        ("iso", Profile::ISO),
+        ("nxp-i2c", Profile::NXP_I2C),
+        ("gp", Profile::GP),
+    ];
+    let buses = [
+        ("i2c:400k", BusTiming::I2C_400K),
+        ("i2c:1m", BusTiming::I2C_1M),
+        ("spi:10m", BusTiming::SPI_10M),
+    ];
+    let long: Vec<u8> = (0..65_535u32).map(|i| i as u8).collect();
+
+    println!("Long APDUs (65,535-byte command, 2-byte response), IFSC = IFSD = 254, no faults:");
+    for (vname, profile) in variants {
+        for (bname, timing) in buses {
+            let (mut host, mut card) = link(profile);
+            let mut bus = SimBus::new(timing, Faults::default(), 1);
+            let mut now = 0;
+            let ex = exchange(&mut host, &mut card, &mut bus, &mut now, &long, &mut |_| {
+                vec![0x90, 0x00]
+            });
+            ex.result.map_err(|e| anyhow::anyhow!("{e}"))?;
+            let raw = timing.bit_rate as f64 / timing.bits_per_byte as f64;
+            let effective = (long.len() + 2) as f64 / (ex.elapsed_us as f64 / 1e6);
+            println!(
+                "  {vname:8} {bname:9} {:>9.0} B/s of {:>9.0} B/s raw = {:.1} %",
+                effective,
+                raw,
+                100.0 * effective / raw
+            );
+        }
+    }
+
+    println!("SIGN exchange (40 bytes in, 80 out) at I2C 400 kHz:");
+    let timing = BusTiming::I2C_400K;
+    let bound_us = (40 + 80) as f64 * timing.bits_per_byte as f64 * 1e6 / timing.bit_rate as f64;
+    for (vname, profile) in variants {
+        let (mut host, mut card) = link(profile);
+        let mut bus = SimBus::new(timing, Faults::default(), 1);
+        let mut now = 0;
+        let ex = exchange(
+            &mut host,
+            &mut card,
+            &mut bus,
+            &mut now,
+            &[0x5A; 40],
+            &mut |_| vec![0xA5; 80],
+        );
+        ex.result.map_err(|e| anyhow::anyhow!("{e}"))?;
+        println!(
+            "  {vname:8} {:.2} ms vs bit-time bound {:.2} ms ({:.2}x)",
+            ex.elapsed_us as f64 / 1000.0,
+            bound_us / 1000.0,
+            ex.elapsed_us as f64 / bound_us
+        );
+    }
+
+    println!(
+        "Under bit errors (1,024-byte commands, I2C 400 kHz, NXP, {} exchanges per rate):",
+        a.exchanges
+    );
+    let cmd = vec![0x33u8; 1024];
+    let clean = {
+        let (mut host, mut card) = link(Profile::NXP_I2C);
+        let mut bus = SimBus::new(timing, Faults::default(), 1);
+        let mut now = 0;
+        exchange(&mut host, &mut card, &mut bus, &mut now, &cmd, &mut |_| {
+            vec![0x90, 0x00]
+        });
+        (cmd.len() + 2) as f64 / (now as f64 / 1e6)
+    };
+    for ber in [1e-5, 1e-4, 1e-3] {
+        let (mut host, mut card) = link(Profile::NXP_I2C);
+        let mut bus = SimBus::new(
+            timing,
+            Faults {
+                bit_error_rate: ber,
+                ..Faults::default()
+            },
+            42,
+        );
+        let mut now = 0;
+        let (mut ok, mut failed, mut executed_twice) = (0u32, 0u32, 0u32);
+        for _ in 0..a.exchanges {
+            let ex = exchange(&mut host, &mut card, &mut bus, &mut now, &cmd, &mut |_| {
+                vec![0x90, 0x00]
+            });
+            if ex.executions > 1 {
+                executed_twice += 1;
+            }
+            if ex.result.is_ok() {
+                ok += 1
+            } else {
+                failed += 1
+            }
+        }
+        let goodput = f64::from(ok) * (cmd.len() + 2) as f64 / (now as f64 / 1e6);
+        println!(
+            "  BER {ber:.0e}: {goodput:>7.0} B/s ({:.1} % of error-free), {ok} delivered, {failed} link errors, {executed_twice} executed twice",
+            100.0 * goodput / clean
+        );
+    }
+
+    // CPU: the engines and the simulated bus for a fault-free 65,535-byte exchange, wall clock.
+    let (mut host, mut card) = link(Profile::NXP_I2C);
+    let mut bus = SimBus::new(timing, Faults::default(), 1);
+    let mut now = 0;
+    let start = Instant::now();
+    let rounds = 20;
+    for _ in 0..rounds {
+        exchange(&mut host, &mut card, &mut bus, &mut now, &long, &mut |_| {
+            vec![0x90, 0x00]
+        });
+    }
+    let blocks = host.frames_sent + host.frames_received;
+    println!(
+        "CPU per block (host + card engine + simulated bus, both directions counted): {:.2} us ({blocks} blocks)",
+        start.elapsed().as_secs_f64() * 1e6 / blocks as f64
+    );
+    Ok(())
 }
