@@ -30,6 +30,9 @@ pub struct UnixBus {
     stream: UnixStream,
     profile: Profile,
     pace: Option<BusTiming>,
+    /// Character waiting time: a started frame whose rest does not follow within it is handed
+    /// over as it is (and rejected by the engine), as a receiver on a byte-serial link does.
+    cwt: Duration,
     buf: Vec<u8>,
 }
 
@@ -39,6 +42,7 @@ impl UnixBus {
             stream,
             profile,
             pace: None,
+            cwt: Duration::from_millis(20),
             buf: Vec::new(),
         }
     }
@@ -73,13 +77,17 @@ impl Bus for UnixBus {
             if let Some(frame) = self.take_frame() {
                 return Ok(Some(frame));
             }
-            let wait = match deadline {
+            let mut wait = match deadline {
                 Some(d) => match d.checked_duration_since(Instant::now()) {
                     Some(w) if !w.is_zero() => Some(w),
                     _ => return Ok(None),
                 },
                 None => None,
             };
+            let partial = !self.buf.is_empty();
+            if partial {
+                wait = Some(wait.map_or(self.cwt, |w| w.min(self.cwt)));
+            }
             self.stream.set_read_timeout(wait)?;
             match self.stream.read(&mut chunk) {
                 Ok(0) => {
@@ -95,7 +103,8 @@ impl Bus for UnixBus {
                         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                     ) =>
                 {
-                    return Ok(None);
+                    // CWT expired inside a frame: hand the fragment over as an invalid frame.
+                    return Ok(partial.then(|| std::mem::take(&mut self.buf)));
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),

@@ -49,7 +49,11 @@ impl BusTiming {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Faults {
     pub bit_error_rate: f64,
+    /// A whole frame is lost.
     pub drop: f64,
+    /// One byte of the frame is lost.
+    pub drop_byte: f64,
+    /// A byte is inserted into the frame.
     pub insert: f64,
     pub truncate: f64,
     /// The receiver is busy and the frame is lost (host must time out).
@@ -136,6 +140,10 @@ impl SimBus {
                     *byte ^= 1 << (self.rng.next_u64() % 8);
                 }
             }
+        }
+        if self.rng.chance(f.drop_byte) && !out.is_empty() {
+            let at = (self.rng.next_u64() as usize) % out.len();
+            out.remove(at);
         }
         if self.rng.chance(f.insert) {
             let at = (self.rng.next_u64() as usize) % (out.len() + 1);

@@ -39,15 +39,19 @@ fn faults() -> impl Strategy<Value = Faults> {
         0.0..0.02f64,
         0.0..0.02f64,
         0.0..0.02f64,
+        0.0..0.02f64,
     )
-        .prop_map(|(ber, drop, insert, truncate, busy, nack)| Faults {
-            bit_error_rate: ber,
-            drop,
-            insert,
-            truncate,
-            stuck_busy: busy,
-            nack,
-        })
+        .prop_map(
+            |(ber, drop, drop_byte, insert, truncate, busy, nack)| Faults {
+                bit_error_rate: ber,
+                drop,
+                drop_byte,
+                insert,
+                truncate,
+                stuck_busy: busy,
+                nack,
+            },
+        )
 }
 
 proptest! {
@@ -90,7 +94,7 @@ proptest! {
             prop_assert!(it.any(|s| s == e), "executed a command out of order or twice");
         }
         // Without faults, everything is delivered.
-        if faults.bit_error_rate == 0.0 && faults.drop + faults.insert + faults.truncate + faults.stuck_busy + faults.nack == 0.0 {
+        if faults.bit_error_rate == 0.0 && faults.drop + faults.drop_byte + faults.insert + faults.truncate + faults.stuck_busy + faults.nack == 0.0 {
             prop_assert_eq!(executed, sent);
         }
     }
