@@ -62,6 +62,39 @@ pub struct Faults {
     pub nack: f64,
 }
 
+/// Polling parameters (µs); zero means an interrupt-driven or byte-serial link.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Polling {
+    pub guard_us: u64,
+    pub poll_interval_us: u64,
+    /// How long the element works on each command before its answer is ready.
+    pub processing_us: u64,
+}
+
+impl Polling {
+    /// NXP SE05x defaults from its ATR: SEGT 100 µs, MPOT 1 ms.
+    pub const NXP: Self = Self {
+        guard_us: 100,
+        poll_interval_us: 1000,
+        processing_us: 0,
+    };
+    /// GP T=1' over I2C: RWGT 10 µs, MPOT 1 ms.
+    pub const GP: Self = Self {
+        guard_us: 10,
+        poll_interval_us: 1000,
+        processing_us: 0,
+    };
+
+    /// When a host that started polling at `since` finds an answer ready at `ready`.
+    fn found_at(&self, since: u64, ready: u64) -> u64 {
+        if self.poll_interval_us == 0 || ready <= since {
+            return ready.max(since);
+        }
+        let polls = (ready - since).div_ceil(self.poll_interval_us);
+        since + polls * self.poll_interval_us
+    }
+}
+
 /// A small deterministic PRNG (xorshift64*), for reproducible fault patterns.
 #[derive(Debug, Clone)]
 pub struct Rng(u64);
@@ -96,6 +129,10 @@ pub struct SimBus {
     pub timing: BusTiming,
     pub faults: Faults,
     rng: Rng,
+    /// Host polling of a busy element: guard time after each host write (NXP SEGT / GP RWGT),
+    /// and the polling interval (MPOT) at which the host finds the element's answer (the element
+    /// NACKs its address until it is ready).
+    pub polling: Polling,
     /// Bytes that went over the wire (raw capacity use).
     pub bytes: u64,
     /// With a profile set: corrupted frames whose error detection code still matched (errors
@@ -110,10 +147,17 @@ impl SimBus {
             timing,
             faults,
             rng: Rng::new(seed),
+            polling: Polling::default(),
             bytes: 0,
             undetected: 0,
             profile: None,
         }
+    }
+
+    /// Models host polling (see [`Polling`]).
+    pub fn with_polling(mut self, polling: Polling) -> Self {
+        self.polling = polling;
+        self
     }
 
     /// Counts corrupted frames that still pass `profile`'s EDC check (see `undetected`).
@@ -164,6 +208,47 @@ impl SimBus {
 }
 
 /// The outcome of one simulated exchange.
+#[cfg(test)]
+mod tests {
+    use alloc::vec;
+
+    use super::*;
+    use crate::{CardEngine, HostConfig, HostEngine, Profile};
+
+    #[test]
+    fn polling_finds_answers_on_poll_boundaries() {
+        let p = Polling {
+            guard_us: 100,
+            poll_interval_us: 1000,
+            processing_us: 2500,
+        };
+        assert_eq!(p.found_at(1000, 3500), 4000);
+        assert_eq!(p.found_at(1000, 1000), 1000);
+        let profile = Profile::NXP_I2C;
+        let run = |polling: Polling| {
+            let mut host = HostEngine::new(profile, HostConfig::for_profile(&profile));
+            let mut card = CardEngine::new(profile, 254, vec![]);
+            let mut bus =
+                SimBus::new(BusTiming::I2C_400K, Faults::default(), 1).with_polling(polling);
+            let mut now = 0;
+            exchange(
+                &mut host,
+                &mut card,
+                &mut bus,
+                &mut now,
+                &[0; 40],
+                &mut |_| vec![0; 80],
+            )
+            .elapsed_us
+        };
+        let plain = run(Polling::default());
+        let polled = run(p);
+        // Guard time, processing, and the wait until the next poll all show.
+        assert!(polled >= plain + 100 + 2500, "{plain} {polled}");
+        assert!(polled <= plain + 100 + 2500 + 1000, "{plain} {polled}");
+    }
+}
+
 #[derive(Debug)]
 pub struct Exchange {
     pub result: Result<Vec<u8>, LinkError>,
@@ -191,18 +276,26 @@ pub fn exchange(
         while let Some(frame) = host.poll_transmit() {
             progressed = true;
             let (delivered, us) = bus.transfer(&frame);
-            *now += us;
+            *now += us + bus.polling.guard_us;
+            let polling_since = *now;
             if let Some(d) = delivered {
                 card.on_frame(&d);
             }
             while let Some(ev) = card.poll_event() {
                 if let CardEvent::Apdu(cmd) = ev {
                     executions += 1;
+                    *now += bus.polling.processing_us;
                     let r = app(&cmd);
                     card.respond(r);
                 }
             }
+            let mut first = true;
             while let Some(cf) = card.poll_transmit() {
+                if first {
+                    // The host finds the answer at its next poll.
+                    *now = bus.polling.found_at(polling_since, *now);
+                    first = false;
+                }
                 let (delivered, us) = bus.transfer(&cf);
                 *now += us;
                 if let Some(d) = delivered {

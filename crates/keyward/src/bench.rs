@@ -533,6 +533,34 @@ fn t1(a: &T1Args) -> anyhow::Result<()> {
     }
 
     println!(
+        "The same SIGN with NXP polling (SEGT 100 us, MPOT 1 ms) and 20 ms of element processing:"
+    );
+    {
+        use keyward_t1::sim::Polling;
+        let (mut host, mut card) = link(Profile::NXP_I2C);
+        let polling = Polling {
+            processing_us: 20_000,
+            ..Polling::NXP
+        };
+        let mut bus = SimBus::new(timing, Faults::default(), 1).with_polling(polling);
+        let mut now = 0;
+        let ex = exchange(
+            &mut host,
+            &mut card,
+            &mut bus,
+            &mut now,
+            &[0x5A; 40],
+            &mut |_| vec![0xA5; 80],
+        );
+        ex.result.map_err(|e| anyhow::anyhow!("{e}"))?;
+        println!(
+            "  nxp-i2c  {:.2} ms = bit-time bound {:.2} ms + processing 20 ms + framing, guard and polling {:.2} ms",
+            ex.elapsed_us as f64 / 1000.0,
+            bound_us / 1000.0,
+            ex.elapsed_us as f64 / 1000.0 - bound_us / 1000.0 - 20.0
+        );
+    }
+    println!(
         "Under bit errors (1,024-byte commands, I2C 400 kHz, NXP, {} exchanges per rate):",
         a.exchanges
     );
