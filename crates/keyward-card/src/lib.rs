@@ -6,6 +6,8 @@
 
 mod channel;
 mod device;
+mod hsm;
+pub mod pkcs15;
 mod secure;
 
 pub use channel::{
@@ -14,4 +16,5 @@ pub use channel::{
 pub use device::{
     DeviceError, authenticate_device, read_attestation, read_c_devaut, select_applet, verify_device,
 };
+pub use hsm::{Hsm, HsmError, InitConfig, KeySpec, PinStatus};
 pub use secure::SecureChannel;

@@ -1,0 +1,427 @@
+//! A typed SmartCard-HSM API over any card channel (in-process element, T=1, PC/SC, or a
+//! secure channel on top of one of them).
+
+use keyward_apdu::{Command, StatusWord, tlv};
+use keyward_crypto::Curve;
+use keyward_cvc::{AuthenticatedRequest, ec_key_template, oid};
+use thiserror::Error;
+
+use crate::pkcs15::{KeyKind, PrivateKeyDescription};
+use crate::{CardChannel, CardError};
+
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum HsmError {
+    #[error(transparent)]
+    Card(#[from] CardError),
+    #[error("PIN incorrect, {0} tries left")]
+    PinIncorrect(u8),
+    #[error("PIN blocked")]
+    PinBlocked,
+    #[error("transport PIN must be changed first")]
+    TransportPin,
+    #[error("not logged in")]
+    NotLoggedIn,
+    #[error("no such key or object")]
+    NotFound,
+    #[error("algorithm not allowed for this key")]
+    AlgorithmNotAllowed,
+    #[error("key-use counter exhausted")]
+    UseCounterExhausted,
+    #[error("invalid data for the operation")]
+    InvalidData,
+    #[error("no free key slot")]
+    NoFreeKeyId,
+    #[error("{op}: card answered {sw}")]
+    Status { op: &'static str, sw: StatusWord },
+    #[error("malformed response: {0}")]
+    Malformed(String),
+}
+
+/// The user PIN's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PinStatus {
+    Verified,
+    TriesLeft(u8),
+    Blocked,
+    TransportPin,
+    NotInitialized,
+}
+
+/// INITIALIZE DEVICE parameters.
+#[derive(Debug, Clone)]
+pub struct InitConfig<'a> {
+    pub options: u16,
+    pub pin: &'a [u8],
+    pub so_pin: [u8; 8],
+    pub retries: u8,
+    pub dkek_shares: Option<u8>,
+}
+
+/// Key generation request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeySpec {
+    Ec(Curve),
+    Rsa(u16),
+    Aes(u16),
+}
+
+/// A SmartCard-HSM (or this project's element) behind `C`.
+pub struct Hsm<C: CardChannel> {
+    ch: C,
+}
+
+fn map_sw(op: &'static str, sw: StatusWord) -> HsmError {
+    match sw {
+        StatusWord::SECURITY_STATUS_NOT_SATISFIED => HsmError::NotLoggedIn,
+        StatusWord::AUTH_METHOD_BLOCKED => HsmError::PinBlocked,
+        StatusWord::REFERENCE_NOT_FOUND | StatusWord::FILE_NOT_FOUND => HsmError::NotFound,
+        StatusWord::FUNCTION_NOT_SUPPORTED => HsmError::AlgorithmNotAllowed,
+        StatusWord::REFERENCE_DATA_NOT_USABLE => HsmError::UseCounterExhausted,
+        StatusWord::WRONG_DATA | StatusWord::WRONG_LENGTH => HsmError::InvalidData,
+        sw => match sw.retries_left() {
+            Some(n) => HsmError::PinIncorrect(n),
+            None => HsmError::Status { op, sw },
+        },
+    }
+}
+
+impl<C: CardChannel> Hsm<C> {
+    pub fn new(ch: C) -> Self {
+        Self { ch }
+    }
+
+    pub fn channel(&mut self) -> &mut C {
+        &mut self.ch
+    }
+
+    pub fn into_channel(self) -> C {
+        self.ch
+    }
+
+    fn run(&mut self, op: &'static str, cmd: Command) -> Result<Vec<u8>, HsmError> {
+        let r = self.ch.transmit(&cmd)?;
+        if r.sw == StatusWord::SUCCESS || r.sw == StatusWord::END_OF_FILE {
+            Ok(r.data)
+        } else {
+            Err(map_sw(op, r.sw))
+        }
+    }
+
+    /// SELECT the applet (also the logout).
+    pub fn select(&mut self) -> Result<(), HsmError> {
+        self.run(
+            "SELECT",
+            Command::new(0, 0xA4, 4, 0x0C).with_data(crate::device::AID.to_vec()),
+        )
+        .map(drop)
+    }
+
+    pub fn initialize(&mut self, cfg: &InitConfig<'_>) -> Result<(), HsmError> {
+        let mut d = Vec::new();
+        tlv::write(&mut d, 0x80, &cfg.options.to_be_bytes()).map_err(CardError::from)?;
+        tlv::write(&mut d, 0x81, cfg.pin).map_err(CardError::from)?;
+        tlv::write(&mut d, 0x82, &cfg.so_pin).map_err(CardError::from)?;
+        tlv::write(&mut d, 0x91, &[cfg.retries]).map_err(CardError::from)?;
+        if let Some(n) = cfg.dkek_shares {
+            tlv::write(&mut d, 0x92, &[n]).map_err(CardError::from)?;
+        }
+        self.run(
+            "INITIALIZE DEVICE",
+            Command::new(0x80, 0x50, 0, 0).with_data(d),
+        )
+        .map(drop)
+    }
+
+    pub fn pin_status(&mut self) -> Result<PinStatus, HsmError> {
+        let sw = self.ch.transmit(&Command::new(0, 0x20, 0, 0x81))?.sw;
+        Ok(match sw {
+            StatusWord::SUCCESS => PinStatus::Verified,
+            StatusWord::AUTH_METHOD_BLOCKED => PinStatus::Blocked,
+            StatusWord::REFERENCE_DATA_NOT_USABLE => PinStatus::TransportPin,
+            StatusWord::REFERENCE_NOT_FOUND | StatusWord::INCORRECT_P1P2 => {
+                PinStatus::NotInitialized
+            }
+            sw => match sw.retries_left() {
+                Some(n) => PinStatus::TriesLeft(n),
+                None => return Err(map_sw("VERIFY", sw)),
+            },
+        })
+    }
+
+    /// SO-PIN tries left (None when the element was never initialized).
+    pub fn so_pin_tries(&mut self) -> Result<Option<u8>, HsmError> {
+        let sw = self.ch.transmit(&Command::new(0, 0x20, 0, 0x88))?.sw;
+        Ok(match sw {
+            StatusWord::REFERENCE_NOT_FOUND => None,
+            StatusWord::AUTH_METHOD_BLOCKED => Some(0),
+            sw => sw.retries_left(),
+        })
+    }
+
+    pub fn verify_pin(&mut self, pin: &[u8]) -> Result<(), HsmError> {
+        match self.run(
+            "VERIFY",
+            Command::new(0, 0x20, 0, 0x81).with_data(pin.to_vec()),
+        ) {
+            Err(HsmError::UseCounterExhausted) => Err(HsmError::TransportPin),
+            other => other.map(drop),
+        }
+    }
+
+    pub fn change_pin(&mut self, old: &[u8], new: &[u8]) -> Result<(), HsmError> {
+        self.run(
+            "CHANGE REFERENCE DATA",
+            Command::new(0, 0x24, 0, 0x81).with_data([old, new].concat()),
+        )
+        .map(drop)
+    }
+
+    /// RESET RETRY COUNTER with the SO-PIN, setting a new PIN (or only the counter).
+    pub fn unblock_pin(
+        &mut self,
+        so_pin: &[u8; 8],
+        new_pin: Option<&[u8]>,
+    ) -> Result<(), HsmError> {
+        let (p1, data) = match new_pin {
+            Some(p) => (0, [&so_pin[..], p].concat()),
+            None => (1, so_pin.to_vec()),
+        };
+        self.run(
+            "RESET RETRY COUNTER",
+            Command::new(0, 0x2C, p1, 0x81).with_data(data),
+        )
+        .map(drop)
+    }
+
+    pub fn enumerate(&mut self) -> Result<Vec<u16>, HsmError> {
+        let data = self.run(
+            "ENUMERATE OBJECTS",
+            Command::new(0x80, 0x58, 0, 0).with_le(65536),
+        )?;
+        Ok(data
+            .chunks_exact(2)
+            .map(|c| u16::from_be_bytes([c[0], c[1]]))
+            .collect())
+    }
+
+    /// Key ids in use (CC00, the device key, excluded).
+    pub fn key_ids(&mut self) -> Result<Vec<u8>, HsmError> {
+        Ok(self
+            .enumerate()?
+            .into_iter()
+            .filter_map(|f| match f.to_be_bytes() {
+                [0xCC, id] if id != 0 => Some(id),
+                _ => None,
+            })
+            .collect())
+    }
+
+    pub fn free_key_id(&mut self) -> Result<u8, HsmError> {
+        let used = self.key_ids()?;
+        (1..=u8::MAX)
+            .find(|id| !used.contains(id))
+            .ok_or(HsmError::NoFreeKeyId)
+    }
+
+    pub fn read_file(&mut self, fid: u16) -> Result<Vec<u8>, HsmError> {
+        let mut out = Vec::new();
+        loop {
+            let off = u16::try_from(out.len())
+                .map_err(|_| HsmError::InvalidData)?
+                .to_be_bytes();
+            let [p1, p2] = fid.to_be_bytes();
+            let r = self.ch.transmit(
+                &Command::new(0, 0xB1, p1, p2)
+                    .with_data(vec![0x54, 2, off[0], off[1]])
+                    .with_le(65536),
+            )?;
+            if r.sw != StatusWord::SUCCESS && r.sw != StatusWord::END_OF_FILE {
+                return Err(map_sw("READ BINARY", r.sw));
+            }
+            let done = r.sw == StatusWord::END_OF_FILE || r.data.is_empty();
+            out.extend_from_slice(&r.data);
+            if done {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Writes a whole EF in chunks (creating it), as OpenSC does.
+    pub fn write_file(&mut self, fid: u16, data: &[u8]) -> Result<(), HsmError> {
+        let [p1, p2] = fid.to_be_bytes();
+        let mut offset = 0usize;
+        loop {
+            let chunk = &data[offset..data.len().min(offset + 1024)];
+            let off = u16::try_from(offset)
+                .map_err(|_| HsmError::InvalidData)?
+                .to_be_bytes();
+            let mut d = vec![0x54, 2, off[0], off[1]];
+            tlv::write(&mut d, 0x53, chunk).map_err(CardError::from)?;
+            self.run("UPDATE BINARY", Command::new(0, 0xD7, p1, p2).with_data(d))?;
+            offset += chunk.len();
+            if offset >= data.len() {
+                return Ok(());
+            }
+        }
+    }
+
+    pub fn delete_file(&mut self, fid: u16) -> Result<(), HsmError> {
+        self.run(
+            "DELETE FILE",
+            Command::new(0, 0xE4, 2, 0).with_data(fid.to_be_bytes().to_vec()),
+        )
+        .map(drop)
+    }
+
+    /// Generates a key; for key pairs returns the attestation (authenticated request), which the
+    /// element also keeps in `CE<kid>`. Writes a PKCS#15 description to `C4<kid>` like OpenSC.
+    pub fn generate(
+        &mut self,
+        kid: u8,
+        spec: KeySpec,
+        label: &str,
+        id: &[u8],
+    ) -> Result<Option<AuthenticatedRequest>, HsmError> {
+        let (attestation, kind, usage) = match spec {
+            KeySpec::Ec(curve) => {
+                let key = ec_key_template(&curve.domain(), oid::TA_ECDSA_SHA256)
+                    .map_err(|e| HsmError::Malformed(e.to_string()))?;
+                let ar = self.gakp(kid, &key)?;
+                (
+                    Some(ar),
+                    KeyKind::Ec {
+                        field_bits: curve.bits() as u32,
+                    },
+                    PrivateKeyDescription::EC_USAGE.to_vec(),
+                )
+            }
+            KeySpec::Rsa(bits) => {
+                let mut key = Vec::new();
+                tlv::write(&mut key, 0x06, oid::TA_RSA_V15_SHA256).map_err(CardError::from)?;
+                tlv::write(&mut key, 0x82, &[1, 0, 1]).map_err(CardError::from)?;
+                tlv::write(&mut key, 0x02, &bits.to_be_bytes()).map_err(CardError::from)?;
+                let ar = self.gakp(kid, &key)?;
+                (
+                    Some(ar),
+                    KeyKind::Rsa {
+                        modulus_bits: u32::from(bits),
+                    },
+                    PrivateKeyDescription::RSA_USAGE.to_vec(),
+                )
+            }
+            KeySpec::Aes(bits) => {
+                let p2 = match bits {
+                    128 => 0xB0,
+                    192 => 0xB1,
+                    256 => 0xB2,
+                    _ => return Err(HsmError::InvalidData),
+                };
+                self.run(
+                    "GENERATE SYMMETRIC KEY",
+                    Command::new(0, 0x48, kid, p2).with_data(vec![0x91, 4, 0x10, 0x11, 0x18, 0x99]),
+                )?;
+                (
+                    None,
+                    KeyKind::Aes {
+                        key_bits: u32::from(bits),
+                    },
+                    PrivateKeyDescription::AES_USAGE.to_vec(),
+                )
+            }
+        };
+        let prkd = PrivateKeyDescription {
+            label: label.to_string(),
+            id: id.to_vec(),
+            usage,
+            key_ref: kid,
+            kind,
+        };
+        self.write_file(
+            u16::from_be_bytes([0xC4, kid]),
+            &prkd
+                .encode()
+                .map_err(|e| HsmError::Malformed(e.to_string()))?,
+        )?;
+        Ok(attestation)
+    }
+
+    fn gakp(&mut self, kid: u8, key: &[u8]) -> Result<AuthenticatedRequest, HsmError> {
+        let mut d = vec![0x5F, 0x29, 1, 0];
+        tlv::write(&mut d, 0x42, b"UTCA00001").map_err(CardError::from)?;
+        tlv::write(&mut d, 0x7F49, key).map_err(CardError::from)?;
+        let raw = self.run(
+            "GENERATE ASYMMETRIC KEY PAIR",
+            Command::new(0, 0x46, kid, 0).with_data(d).with_le(65536),
+        )?;
+        AuthenticatedRequest::parse(&raw).map_err(|e| HsmError::Malformed(e.to_string()))
+    }
+
+    /// Deletes a key with its description and certificate/attestation.
+    pub fn delete_key(&mut self, kid: u8) -> Result<(), HsmError> {
+        self.delete_file(u16::from_be_bytes([0xCC, kid]))?;
+        for prefix in [0xC4, 0xCE] {
+            match self.delete_file(u16::from_be_bytes([prefix, kid])) {
+                Ok(()) | Err(HsmError::NotFound) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// SIGN with algorithm id `alg` (see the SmartCard-HSM algorithm table).
+    pub fn sign(&mut self, kid: u8, alg: u8, data: &[u8]) -> Result<Vec<u8>, HsmError> {
+        self.run(
+            "SIGN",
+            Command::new(0x80, 0x68, kid, alg)
+                .with_data(data.to_vec())
+                .with_le(65536),
+        )
+    }
+
+    /// Raw RSA decryption (algorithm 21).
+    pub fn decipher(&mut self, kid: u8, cryptogram: &[u8]) -> Result<Vec<u8>, HsmError> {
+        self.run(
+            "DECIPHER",
+            Command::new(0x80, 0x62, kid, 0x21)
+                .with_data(cryptogram.to_vec())
+                .with_le(65536),
+        )
+    }
+
+    /// ECDH with a peer point; returns the shared point `04‖X‖Y`.
+    pub fn ecdh(&mut self, kid: u8, peer: &[u8]) -> Result<Vec<u8>, HsmError> {
+        self.run(
+            "ECDH",
+            Command::new(0x80, 0x62, kid, 0x80)
+                .with_data(peer.to_vec())
+                .with_le(65536),
+        )
+    }
+
+    /// CIPHER: 10 AES-CBC encrypt, 11 decrypt (zero IV, no padding), 18 CMAC.
+    pub fn cipher(&mut self, kid: u8, alg: u8, data: &[u8]) -> Result<Vec<u8>, HsmError> {
+        self.run(
+            "CIPHER",
+            Command::new(0x80, 0x78, kid, alg)
+                .with_data(data.to_vec())
+                .with_le(65536),
+        )
+    }
+
+    pub fn random(&mut self, n: u16) -> Result<Vec<u8>, HsmError> {
+        self.run(
+            "GET CHALLENGE",
+            Command::new(0, 0x84, 0, 0).with_le(u32::from(n)),
+        )
+    }
+
+    /// The PKCS#15 description of key `kid`, if any.
+    pub fn key_description(&mut self, kid: u8) -> Result<Option<PrivateKeyDescription>, HsmError> {
+        match self.read_file(u16::from_be_bytes([0xC4, kid])) {
+            Ok(d) => Ok(PrivateKeyDescription::parse(&d).ok()),
+            Err(HsmError::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
