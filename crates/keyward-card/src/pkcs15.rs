@@ -58,10 +58,10 @@ fn parse_integer(v: &[u8]) -> Result<u32, Pkcs15Error> {
     if v.is_empty() || v.len() > 5 {
         return Err(Pkcs15Error::Malformed("integer"));
     }
-    Ok(v.iter()
+    v.iter()
         .fold(0u64, |a, b| (a << 8) | u64::from(*b))
         .try_into()
-        .map_err(|_| Pkcs15Error::Malformed("integer"))?)
+        .map_err(|_| Pkcs15Error::Malformed("integer"))
 }
 
 impl PrivateKeyDescription {
@@ -160,10 +160,8 @@ fn first_integer(data: &[u8]) -> Option<Result<u32, Pkcs15Error>> {
         if t.tag.0 == 0x02 {
             return Some(parse_integer(t.value));
         }
-        if t.tag.is_constructed() {
-            if let Some(v) = first_integer(t.value) {
-                return Some(v);
-            }
+        if let Some(v) = first_integer(t.value).filter(|_| t.tag.is_constructed()) {
+            return Some(v);
         }
     }
     None
@@ -219,10 +217,8 @@ fn find_path(data: &[u8]) -> Option<u16> {
             let n = t.value.len();
             return Some(u16::from_be_bytes([t.value[n - 2], t.value[n - 1]]));
         }
-        if t.tag.is_constructed() {
-            if let Some(p) = find_path(t.value) {
-                return Some(p);
-            }
+        if let Some(p) = find_path(t.value).filter(|_| t.tag.is_constructed()) {
+            return Some(p);
         }
     }
     None
