@@ -107,12 +107,7 @@ impl PrivateKeyDescription {
         let [common, key, rest @ ..] = parts.as_slice() else {
             return Err(Pkcs15Error::Malformed("PRKD"));
         };
-        let label = common
-            .children()
-            .filter_map(Result::ok)
-            .find(|t| t.tag.0 == 0x0C)
-            .map(|t| String::from_utf8_lossy(t.value).into_owned())
-            .unwrap_or_default();
+        let label = label_of(common);
         let key_attrs = tlv::parse_all(key.value)?;
         let id = key_attrs
             .iter()
@@ -154,13 +149,25 @@ impl PrivateKeyDescription {
     }
 }
 
+/// The label (UTF8String) of common object attributes; empty when there is none.
+fn label_of(common: &Tlv<'_>) -> String {
+    common
+        .children()
+        .filter_map(Result::ok)
+        .find(|t| t.tag.0 == 0x0C)
+        .map(|t| String::from_utf8_lossy(t.value).into_owned())
+        .unwrap_or_default()
+}
+
 fn first_integer(data: &[u8]) -> Option<Result<u32, Pkcs15Error>> {
     for t in tlv::TlvIter::new(data) {
         let t = t.ok()?;
         if t.tag.0 == 0x02 {
             return Some(parse_integer(t.value));
         }
-        if let Some(v) = first_integer(t.value).filter(|_| t.tag.is_constructed()) {
+        if t.tag.is_constructed()
+            && let Some(v) = first_integer(t.value)
+        {
             return Some(v);
         }
     }
@@ -194,12 +201,7 @@ impl CertificateDescription {
         let [common, attrs, typed, ..] = parts.as_slice() else {
             return Err(Pkcs15Error::Malformed("CD"));
         };
-        let label = common
-            .children()
-            .filter_map(Result::ok)
-            .find(|t| t.tag.0 == 0x0C)
-            .map(|t| String::from_utf8_lossy(t.value).into_owned())
-            .unwrap_or_default();
+        let label = label_of(common);
         let id = attrs
             .find(0x04)?
             .ok_or(Pkcs15Error::Malformed("iD"))?
@@ -217,7 +219,9 @@ fn find_path(data: &[u8]) -> Option<u16> {
             let n = t.value.len();
             return Some(u16::from_be_bytes([t.value[n - 2], t.value[n - 1]]));
         }
-        if let Some(p) = find_path(t.value).filter(|_| t.tag.is_constructed()) {
+        if t.tag.is_constructed()
+            && let Some(p) = find_path(t.value)
+        {
             return Some(p);
         }
     }

@@ -230,19 +230,7 @@ impl HostEngine {
         self.retransmits = 0;
         if self.needs_resynch {
             // A stale block from the failed exchange must never pass for this command's answer.
-            self.phase = Phase::Resynch {
-                attempts: 1,
-                interrupted: Some((chunks, false)),
-            };
-            self.send(
-                &Block::S {
-                    kind: SKind::RESYNCH,
-                    response: false,
-                    inf: Vec::new(),
-                },
-                now,
-                1,
-            );
+            self.start_resynch(Some((chunks, false)), now);
             return;
         }
         self.phase = Phase::Command {
@@ -309,19 +297,20 @@ impl HostEngine {
             Phase::Resynch { interrupted, .. } => interrupted,
             _ => None,
         };
+        self.start_resynch(interrupted, now);
+    }
+
+    fn start_resynch(&mut self, interrupted: Option<(Vec<Vec<u8>>, bool)>, now: u64) {
         self.phase = Phase::Resynch {
             attempts: 1,
             interrupted,
         };
-        self.send(
-            &Block::S {
-                kind: SKind::RESYNCH,
-                response: false,
-                inf: Vec::new(),
-            },
-            now,
-            1,
-        );
+        let request = Block::S {
+            kind: SKind::RESYNCH,
+            response: false,
+            inf: Vec::new(),
+        };
+        self.send(&request, now, 1);
     }
 
     /// The deadline passed without a valid block.
