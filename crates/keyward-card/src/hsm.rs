@@ -22,6 +22,8 @@ pub enum HsmError {
     TransportPin,
     #[error("not logged in")]
     NotLoggedIn,
+    #[error("the element is not initialized (no PIN set)")]
+    NotInitialized,
     #[error("no such key or object")]
     NotFound,
     #[error("algorithm not allowed for this key")]
@@ -165,6 +167,7 @@ impl<C: CardChannel> Hsm<C> {
             Command::new(0, 0x20, 0, 0x81).with_data(pin.to_vec()),
         ) {
             Err(HsmError::UseCounterExhausted) => Err(HsmError::TransportPin),
+            Err(HsmError::NotFound) => Err(HsmError::NotInitialized),
             other => other.map(drop),
         }
     }

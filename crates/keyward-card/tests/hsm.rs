@@ -19,6 +19,8 @@ fn typed_api_end_to_end() {
     hsm.select().unwrap();
     assert_eq!(hsm.pin_status().unwrap(), PinStatus::NotInitialized);
     assert_eq!(hsm.so_pin_tries().unwrap(), None);
+    let r = hsm.verify_pin(b"648219");
+    assert!(matches!(r, Err(HsmError::NotInitialized)), "{r:?}");
     let so = *b"12345678";
     hsm.initialize(&InitConfig {
         options: 1,

@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use keyward_apdu::{Command, StatusWord};
-use keyward_card::{CardChannel, open_transport, read_attestation, read_c_devaut, verify_device};
+use keyward_card::pkcs15::KeyKind;
+use keyward_card::{
+    CardChannel, Hsm, KeySpec, open_transport, read_attestation, read_c_devaut, verify_device,
+};
+use keyward_crypto::Curve;
 use keyward_cvc::signature::{TaAlgorithm, curve_of};
 use keyward_cvc::{Certificate, PublicKey, TrustStore};
 use keyward_se::dev_pki::DevCa;
@@ -19,6 +23,37 @@ pub enum CardCommand {
     VerifyChain(CardArgs),
     /// Verify the attestation of a key (CE<kid>) over the secure channel.
     Attest(AttestArgs),
+    /// List the keys with their PKCS#15 descriptions (as OpenSC shows them).
+    Keys(PinArgs),
+    /// Generate a key on the element, described for PKCS#15 like OpenSC does.
+    Keygen(KeygenArgs),
+}
+
+#[derive(Args)]
+pub struct PinArgs {
+    #[command(flatten)]
+    card: CardArgs,
+    /// User PIN (or the KEYWARD_PIN environment variable).
+    #[arg(long, env = "KEYWARD_PIN", hide_env_values = true)]
+    pin: String,
+}
+
+#[derive(Args)]
+pub struct KeygenArgs {
+    #[command(flatten)]
+    pin: PinArgs,
+    /// ec:CURVE (prime256v1, secp384r1, secp521r1, brainpoolP256r1, brainpoolP384r1, secp256k1),
+    /// rsa:BITS (1024..4096) or aes:BITS (128, 192, 256).
+    #[arg(long)]
+    key_type: String,
+    /// PKCS#15 / PKCS#11 id in hex (default: the key id).
+    #[arg(long)]
+    id: Option<String>,
+    #[arg(long, default_value = "")]
+    label: String,
+    /// Key slot on the element (default: the first free one).
+    #[arg(long)]
+    key_id: Option<u8>,
 }
 
 #[derive(Args)]
@@ -46,6 +81,8 @@ pub fn run(cmd: CardCommand) -> anyhow::Result<()> {
         CardCommand::Info(a) => info(&a),
         CardCommand::VerifyChain(a) => verify_chain(&a),
         CardCommand::Attest(a) => attest(&a),
+        CardCommand::Keys(a) => keys(&a),
+        CardCommand::Keygen(a) => keygen(&a),
     }
 }
 
@@ -136,5 +173,84 @@ fn attest(a: &AttestArgs) -> anyhow::Result<()> {
     println!("  key:       {}", describe_key(&key.public_key));
     println!("  algorithm: {alg}");
     println!("  holder:    {}", key.key_chr);
+    Ok(())
+}
+
+fn logged_in(a: &PinArgs) -> anyhow::Result<Hsm<Box<dyn CardChannel>>> {
+    let mut hsm = Hsm::new(open_transport(&a.card.card)?);
+    hsm.select()?;
+    hsm.verify_pin(a.pin.as_bytes())?;
+    Ok(hsm)
+}
+
+fn keys(a: &PinArgs) -> anyhow::Result<()> {
+    let mut hsm = logged_in(a)?;
+    for kid in hsm.key_ids()? {
+        match hsm.key_description(kid)? {
+            Some(d) => {
+                let kind = match d.kind {
+                    KeyKind::Ec { field_bits } => format!("EC {field_bits}"),
+                    KeyKind::Rsa { modulus_bits } => format!("RSA {modulus_bits}"),
+                    KeyKind::Aes { key_bits } => format!("AES {key_bits}"),
+                };
+                println!(
+                    "key {kid:3}: {kind:9} id {} label {:?}",
+                    hex::encode(&d.id),
+                    d.label
+                );
+            }
+            None => println!("key {kid:3}: (no PKCS#15 description)"),
+        }
+    }
+    Ok(())
+}
+
+fn parse_key_spec(s: &str) -> anyhow::Result<KeySpec> {
+    let (kind, param) = s
+        .split_once(':')
+        .with_context(|| format!("key type {s:?}: expected KIND:PARAM"))?;
+    Ok(match kind.to_ascii_lowercase().as_str() {
+        "ec" => KeySpec::Ec(match param {
+            "prime256v1" | "secp256r1" | "P-256" => Curve::Secp256r1,
+            "secp384r1" | "P-384" => Curve::Secp384r1,
+            "secp521r1" | "P-521" => Curve::Secp521r1,
+            "brainpoolP256r1" => Curve::BrainpoolP256r1,
+            "brainpoolP384r1" => Curve::BrainpoolP384r1,
+            "secp256k1" => Curve::Secp256k1,
+            other => anyhow::bail!("unsupported curve {other:?}"),
+        }),
+        "rsa" => KeySpec::Rsa(param.parse().context("RSA size")?),
+        "aes" => KeySpec::Aes(param.parse().context("AES size")?),
+        other => anyhow::bail!("unknown key kind {other:?}"),
+    })
+}
+
+fn keygen(a: &KeygenArgs) -> anyhow::Result<()> {
+    let spec = parse_key_spec(&a.key_type)?;
+    let mut hsm = logged_in(&a.pin)?;
+    let kid = match a.key_id {
+        Some(k) => k,
+        None => hsm.free_key_id()?,
+    };
+    let id = match &a.id {
+        Some(h) => hex::decode(h).context("--id must be hex")?,
+        None => vec![kid],
+    };
+    let attestation = hsm.generate(kid, spec, &a.label, &id)?;
+    println!(
+        "generated key {kid} (id {}) {}",
+        hex::encode(&id),
+        a.key_type
+    );
+    if let Some(ar) = attestation {
+        println!(
+            "  public key: {}",
+            describe_key(&ar.request.body.public_key)
+        );
+        println!(
+            "  attested by device {}",
+            String::from_utf8_lossy(&ar.outer_car)
+        );
+    }
     Ok(())
 }
