@@ -288,6 +288,25 @@ impl HostEngine {
         );
     }
 
+    /// Abandons a command whose chain is still being sent (S(ABORT)); the card discards what it
+    /// received. Once the last block is out the command may be running and cannot be aborted:
+    /// then this does nothing. Completion arrives as [`HostEvent::Control`] with kind ABORT.
+    pub fn abort(&mut self, now: u64) {
+        if let Phase::Command {
+            final_sent: false, ..
+        } = self.phase
+        {
+            self.phase = Phase::Control { kind: SKind::ABORT };
+            self.errors = 0;
+            let request = Block::S {
+                kind: SKind::ABORT,
+                response: false,
+                inf: Vec::new(),
+            };
+            self.send(&request, now, 1);
+        }
+    }
+
     /// Starts a resynchronisation (also usable on its own, e.g. when opening an NXP session).
     pub fn resynchronise(&mut self, now: u64) {
         let interrupted = match core::mem::replace(&mut self.phase, Phase::Idle) {

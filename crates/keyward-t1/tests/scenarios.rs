@@ -8,7 +8,7 @@
 //! wtx cip eos atr reset swr), `!…` = the same block with a corrupted epilogue, `lost` = a frame
 //! that never arrives. Other lines: `apdu HEX -> HEX` (card: expect this APDU, answer that),
 //! `send HEX` (host: start a command), `timeout` (host: the deadline passes),
-//! `response HEX`, `error` (host: expected outcome), `quiet` (nothing more is sent).
+//! `response HEX`, `error`, `aborted` (host: expected outcome), `abort` (host: abandon the chain), `quiet` (nothing more is sent).
 
 use keyward_t1::{
     Block, CardEngine, CardEvent, HostConfig, HostEngine, HostEvent, Profile, RCode, SKind,
@@ -167,6 +167,17 @@ fn run(name: &str, text: &str) {
                             host.on_frame(&f, now);
                         }
                     }
+                    "abort" => host.abort(now),
+                    "aborted" => assert!(
+                        matches!(
+                            host.poll_event(),
+                            Some(HostEvent::Control {
+                                kind: SKind::ABORT,
+                                ..
+                            })
+                        ),
+                        "{at}"
+                    ),
                     "timeout" => {
                         now = host
                             .deadline()
