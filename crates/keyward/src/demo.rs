@@ -1,39 +1,29 @@
-//! `keyward demo`: the end-to-end job on embedded defaults. At this stage of the project it runs a
-//! virtual secure element in-process: creation with a development device PKI, initialization,
-//! on-card key generation with attestation, signing, and host-side verification of all of it.
+//! `keyward demo`: the end-to-end job on embedded defaults. A virtual secure element (state file,
+//! development device PKI) sits behind an NXP-style T=1 link on a simulated I2C bus (a Unix
+//! socket, paced at 1 MHz); the host initializes it and verifies the PIN locally, validates the
+//! device chain, opens the end-to-end secure channel by chip authentication, generates a key,
+//! verifies its attestation, and checks a signature made inside the element.
 
-use std::path::PathBuf;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
 use clap::Args;
-use keyward_apdu::{Command, ResponseView, StatusWord, tlv};
-use keyward_cvc::{AuthenticatedRequest, PublicKey, TrustStore, ec_key_template, oid};
+use keyward_card::{Hsm, InitConfig, KeySpec, T1Channel, authenticate_device};
+use keyward_cvc::{PublicKey, TrustStore};
 use keyward_se::crypto::{Curve, HashAlg, der_signature_to_plain, ecdsa_verify_prehash};
 use keyward_se::dev_pki::DevCa;
-use keyward_se::{AID, Applet, StateFile};
+use keyward_se::{Applet, StateFile};
+use keyward_t1::params::{LinkParams, nxp_atr};
+use keyward_t1::sim::BusTiming;
+use keyward_t1::{CardEngine, Profile, Variant};
 
 #[derive(Args)]
 pub struct DemoArgs {
     /// Working directory (default: a fresh temporary directory).
     #[arg(long)]
     dir: Option<PathBuf>,
-}
-
-struct Card<P: keyward_se::Persist>(Applet<P>);
-
-impl<P: keyward_se::Persist> Card<P> {
-    fn send(&mut self, cmd: Command) -> anyhow::Result<Vec<u8>> {
-        let raw = self.0.transmit(&cmd.encode()?);
-        let r = ResponseView::parse(&raw)?;
-        ensure!(
-            r.sw == StatusWord::SUCCESS || r.sw == StatusWord::END_OF_FILE,
-            "card answered {} to {:02X} {:02X}",
-            r.sw,
-            cmd.cla,
-            cmd.ins
-        );
-        Ok(r.data.to_vec())
-    }
 }
 
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
@@ -51,78 +41,106 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     result
 }
 
-fn run_in(dir: &std::path::Path) -> anyhow::Result<()> {
+/// Serves the element on `socket` for one connection (one power cycle), like a secure element
+/// on an I2C bus.
+fn spawn_element(
+    state_path: &Path,
+    socket: &Path,
+) -> anyhow::Result<std::thread::JoinHandle<anyhow::Result<()>>> {
+    let (file, state) = StateFile::open(state_path, &StateFile::default_key_path(state_path))?;
+    let listener =
+        UnixListener::bind(socket).with_context(|| format!("binding {}", socket.display()))?;
+    Ok(std::thread::spawn(move || {
+        let (stream, _) = listener.accept()?;
+        let profile = Profile::NXP_I2C;
+        let mut bus = keyward_t1::bus::UnixBus::new(stream, profile).paced(BusTiming::I2C_1M);
+        let mut engine = CardEngine::new(
+            profile,
+            254,
+            nxp_atr(
+                LinkParams {
+                    bwt_ms: 1000,
+                    ifsc: 254,
+                },
+                b"KEYWARD",
+            ),
+        );
+        let mut applet = Applet::new(state, file);
+        let mut app = |apdu: &[u8]| applet.transmit(apdu);
+        keyward_t1::bus::serve_card(&mut bus, &mut engine, &mut app, Duration::from_millis(300))?;
+        Ok(())
+    }))
+}
+
+fn run_in(dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let ca = DevCa::open_or_create(&dir.join("dev-ca"))?;
     let state_path = dir.join("element.json");
-    let _ = std::fs::remove_file(&state_path);
-    let _ = std::fs::remove_file(StateFile::default_key_path(&state_path));
+    let socket = dir.join("element.sock");
+    for stale in [
+        state_path.clone(),
+        StateFile::default_key_path(&state_path),
+        socket.clone(),
+    ] {
+        let _ = std::fs::remove_file(stale);
+    }
     let state = ca.new_element()?;
-    let file = StateFile::create(
-        &state_path,
-        &StateFile::default_key_path(&state_path),
-        &state,
-    )?;
     println!(
         "1. created secure element {} ({})",
         state.device.chr,
         state_path.display()
     );
-    let mut card = Card(Applet::new(state, file));
+    drop(StateFile::create(
+        &state_path,
+        &StateFile::default_key_path(&state_path),
+        &state,
+    )?);
 
-    card.send(
-        Command::new(0, 0xA4, 0x04, 0x00)
-            .with_data(AID.to_vec())
-            .with_le(256),
-    )?;
+    let element = spawn_element(&state_path, &socket)?;
+    let link = T1Channel::connect_unix(socket.to_str().context("socket path")?, Variant::NxpI2c)?;
+    println!("2. host attached over NXP T=1 on a simulated 1 MHz I2C bus");
+
+    let mut hsm = Hsm::new(link);
+    hsm.select()?;
     let pin = hex::encode(&keyward_se::crypto::random(4)?[..]).into_bytes();
-    let so_pin = keyward_se::crypto::random(8)?;
-    let mut init = Vec::new();
-    tlv::write(&mut init, 0x80, &[0x00, 0x01])?;
-    tlv::write(&mut init, 0x81, &pin)?;
-    tlv::write(&mut init, 0x82, &so_pin)?;
-    tlv::write(&mut init, 0x91, &[3])?;
-    card.send(Command::new(0x80, 0x50, 0, 0).with_data(init))?;
-    card.send(Command::new(0, 0x20, 0, 0x81).with_data(pin.clone()))?;
-    println!("2. initialized with a random SO-PIN and user PIN, PIN verified");
+    let so_pin: [u8; 8] = keyward_se::crypto::random(8)?[..]
+        .try_into()
+        .context("SO-PIN")?;
+    hsm.initialize(&InitConfig {
+        options: 0x0001,
+        pin: &pin,
+        so_pin,
+        retries: 3,
+        dkek_shares: None,
+    })?;
+    hsm.verify_pin(&pin)?;
+    println!(
+        "3. initialized with a random SO-PIN and user PIN; PIN verified locally (it never leaves the device)"
+    );
 
-    // Device certificate chain, checked against the development root.
-    let chain_bytes = card.send(
-        Command::new(0, 0xB1, 0x2F, 0x02)
-            .with_data(vec![0x54, 2, 0, 0])
-            .with_le(65536),
-    )?;
     let mut trust = TrustStore::new();
     trust.add_root(ca.srca.clone())?;
-    let device = trust.validate_c_devaut(&chain_bytes, keyward_se::dev_pki::today())?;
+    let (device, secure) =
+        authenticate_device(hsm.into_channel(), &trust, keyward_se::dev_pki::today())?;
     println!(
-        "3. device chain {} <- {} <- {} verified",
+        "4. device chain {} <- {} <- {} verified; chip authentication done, secure messaging up",
         device.device_id, device.dica, device.root
     );
 
-    // Key generation with attestation.
+    let mut hsm = Hsm::new(secure);
+    let kid = hsm.free_key_id()?;
     let curve = Curve::Secp256r1;
-    let key = ec_key_template(&curve.domain(), oid::TA_ECDSA_SHA256)?;
-    let mut gakp = Vec::new();
-    tlv::write(&mut gakp, 0x5F29, &[0])?;
-    tlv::write(&mut gakp, 0x42, b"UTCA00001")?;
-    tlv::write(&mut gakp, 0x7F49, &key)?;
-    tlv::write(&mut gakp, 0x5F20, b"DEMOKEY00001")?;
-    let ar = AuthenticatedRequest::parse(
-        &card.send(Command::new(0, 0x46, 1, 0).with_data(gakp).with_le(65536))?,
-    )?;
-    let attested = device.verify_attestation(&ar)?;
+    let request = hsm
+        .generate(kid, KeySpec::Ec(curve), "demo key", &[kid])?
+        .context("no attestation")?;
+    let attested = device.verify_attestation(&request)?;
     println!(
-        "4. generated EC P-256 key 1 on the element; attestation by {} (device signature + proof of possession) verified",
+        "5. generated EC P-256 key {kid} under secure messaging; attestation by {} (device signature + proof of possession) verified",
         attested.device_id
     );
 
     let data = b"sensor reading 21.5C at 2026-11-25T10:00Z";
-    let sig = card.send(
-        Command::new(0x80, 0x68, 1, 0x73)
-            .with_data(data.to_vec())
-            .with_le(256),
-    )?;
+    let sig = hsm.sign(kid, 0x73, data)?;
     let PublicKey::Ec { point, .. } = &attested.public_key else {
         bail!("expected an EC key")
     };
@@ -132,8 +150,13 @@ fn run_in(dir: &std::path::Path) -> anyhow::Result<()> {
         "data signature does not verify"
     );
     println!(
-        "5. signed data with ECDSA-SHA256 inside the element; signature verified with the attested key"
+        "6. signed data with ECDSA-SHA256 inside the element; signature verified with the attested key"
     );
+
+    drop(hsm);
+    element
+        .join()
+        .map_err(|_| anyhow::anyhow!("element thread panicked"))??;
     println!("demo: OK");
     Ok(())
 }
