@@ -298,12 +298,7 @@ impl HostEngine {
         {
             self.phase = Phase::Control { kind: SKind::ABORT };
             self.errors = 0;
-            let request = Block::S {
-                kind: SKind::ABORT,
-                response: false,
-                inf: Vec::new(),
-            };
-            self.send(&request, now, 1);
+            self.send_s_request(SKind::ABORT, now);
         }
     }
 
@@ -324,8 +319,13 @@ impl HostEngine {
             attempts: 1,
             interrupted,
         };
+        self.send_s_request(SKind::RESYNCH, now);
+    }
+
+    /// Sends an S-block request without information field.
+    fn send_s_request(&mut self, kind: u8, now: u64) {
         let request = Block::S {
-            kind: SKind::RESYNCH,
+            kind,
             response: false,
             inf: Vec::new(),
         };

@@ -512,23 +512,12 @@ fn t1(a: &T1Args) -> anyhow::Result<()> {
     let timing = BusTiming::I2C_400K;
     let bound_us = (40 + 80) as f64 * timing.bits_per_byte as f64 * 1e6 / timing.bit_rate as f64;
     for (vname, profile) in variants {
-        let (mut host, mut card) = link(profile);
-        let mut bus = SimBus::new(timing, Faults::default(), 1);
-        let mut now = 0;
-        let ex = exchange(
-            &mut host,
-            &mut card,
-            &mut bus,
-            &mut now,
-            &[0x5A; 40],
-            &mut |_| vec![0xA5; 80],
-        );
-        ex.result.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let elapsed_us = sign_exchange(link(profile), SimBus::new(timing, Faults::default(), 1))?;
         println!(
             "  {vname:8} {:.2} ms vs bit-time bound {:.2} ms ({:.2}x)",
-            ex.elapsed_us as f64 / 1000.0,
+            elapsed_us as f64 / 1000.0,
             bound_us / 1000.0,
-            ex.elapsed_us as f64 / bound_us
+            elapsed_us as f64 / bound_us
         );
     }
 
@@ -537,27 +526,17 @@ fn t1(a: &T1Args) -> anyhow::Result<()> {
     );
     {
         use keyward_t1::sim::Polling;
-        let (mut host, mut card) = link(Profile::NXP_I2C);
         let polling = Polling {
             processing_us: 20_000,
             ..Polling::NXP
         };
-        let mut bus = SimBus::new(timing, Faults::default(), 1).with_polling(polling);
-        let mut now = 0;
-        let ex = exchange(
-            &mut host,
-            &mut card,
-            &mut bus,
-            &mut now,
-            &[0x5A; 40],
-            &mut |_| vec![0xA5; 80],
-        );
-        ex.result.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let bus = SimBus::new(timing, Faults::default(), 1).with_polling(polling);
+        let elapsed_us = sign_exchange(link(Profile::NXP_I2C), bus)?;
         println!(
             "  nxp-i2c  {:.2} ms = bit-time bound {:.2} ms + processing 20 ms + framing, guard and polling {:.2} ms",
-            ex.elapsed_us as f64 / 1000.0,
+            elapsed_us as f64 / 1000.0,
             bound_us / 1000.0,
-            ex.elapsed_us as f64 / 1000.0 - bound_us / 1000.0 - 20.0
+            elapsed_us as f64 / 1000.0 - bound_us / 1000.0 - 20.0
         );
     }
     println!(
@@ -623,4 +602,22 @@ fn t1(a: &T1Args) -> anyhow::Result<()> {
         start.elapsed().as_secs_f64() * 1e6 / blocks as f64
     );
     Ok(())
+}
+
+/// One SIGN-sized exchange (40 bytes in, 80 out) on the simulated bus; virtual µs taken.
+fn sign_exchange(
+    (mut host, mut card): (keyward_t1::HostEngine, keyward_t1::CardEngine),
+    mut bus: keyward_t1::sim::SimBus,
+) -> anyhow::Result<u64> {
+    let mut now = 0;
+    let ex = keyward_t1::sim::exchange(
+        &mut host,
+        &mut card,
+        &mut bus,
+        &mut now,
+        &[0x5A; 40],
+        &mut |_| vec![0xA5; 80],
+    );
+    ex.result.map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(ex.elapsed_us)
 }
