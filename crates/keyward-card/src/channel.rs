@@ -113,7 +113,7 @@ pub fn parse_variant(s: &str) -> Option<keyward_t1::Variant> {
 }
 
 /// Opens a transport written `pcsc:READER-PREFIX` or `se:STATE-FILE` (an in-process element).
-pub fn open_transport(spec: &str) -> Result<Box<dyn CardChannel>, CardError> {
+pub fn open_transport(spec: &str) -> Result<Box<dyn CardChannel + Send>, CardError> {
     if let Some(prefix) = spec.strip_prefix("pcsc:") {
         return Ok(Box::new(PcscChannel::connect(prefix)?));
     }

@@ -68,6 +68,42 @@ pub enum KeySpec {
     Aes(u16),
 }
 
+/// Options of a generated key: its PKCS#15 label and iD, and the algorithms it may be used with.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KeyOptions<'a> {
+    pub label: &'a str,
+    /// CKA_ID; `None` = SHA-1 of the public key (RSA modulus, EC point), as OpenSC does.
+    pub id: Option<&'a [u8]>,
+    /// Allowed algorithm ids (tag `91`); `None` = every algorithm of the key type.
+    pub algorithms: Option<&'a [u8]>,
+}
+
+/// A freshly generated key.
+#[derive(Debug, Clone)]
+pub struct GeneratedKey {
+    /// The authenticated request of a key pair (kept by the element in `CE<kid>`).
+    pub attestation: Option<AuthenticatedRequest>,
+    pub description: PrivateKeyDescription,
+}
+
+/// Usage controls of a key, from its FCP (`A5` template).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyInfo {
+    pub use_counter: Option<u32>,
+    pub algorithms: Option<Vec<u8>>,
+    pub domain: Option<u8>,
+}
+
+impl KeyInfo {
+    /// Whether the key may be used with algorithm `alg`.
+    pub fn allows(&self, alg: u8) -> bool {
+        self.algorithms.as_ref().is_none_or(|l| l.contains(&alg))
+    }
+}
+
+/// The SmartCard-HSM algorithm id of WRAP KEY: a key whose list lacks it never leaves the element.
+pub const ALG_WRAP: u8 = 0x92;
+
 /// A SmartCard-HSM (or this project's element) behind `C`.
 pub struct Hsm<C: CardChannel> {
     ch: C,
@@ -286,11 +322,30 @@ impl<C: CardChannel> Hsm<C> {
         label: &str,
         id: &[u8],
     ) -> Result<Option<AuthenticatedRequest>, HsmError> {
+        let opts = KeyOptions {
+            label,
+            id: Some(id),
+            algorithms: None,
+        };
+        Ok(self.generate_key(kid, spec, &opts)?.attestation)
+    }
+
+    /// Generates a key with the given options and writes its description to `C4<kid>`.
+    pub fn generate_key(
+        &mut self,
+        kid: u8,
+        spec: KeySpec,
+        opts: &KeyOptions<'_>,
+    ) -> Result<GeneratedKey, HsmError> {
+        let mut usage_ctl = Vec::new();
+        if let Some(list) = opts.algorithms {
+            tlv::write(&mut usage_ctl, 0x91, list).map_err(CardError::from)?;
+        }
         let (attestation, kind, usage) = match spec {
             KeySpec::Ec(curve) => {
                 let key = ec_key_template(&curve.domain(), oid::TA_ECDSA_SHA256)
                     .map_err(|e| HsmError::Malformed(e.to_string()))?;
-                let ar = self.gakp(kid, &key)?;
+                let ar = self.gakp(kid, &key, &usage_ctl)?;
                 (
                     Some(ar),
                     KeyKind::Ec {
@@ -304,7 +359,7 @@ impl<C: CardChannel> Hsm<C> {
                 tlv::write(&mut key, 0x06, oid::TA_RSA_V15_SHA256).map_err(CardError::from)?;
                 tlv::write(&mut key, 0x82, &[1, 0, 1]).map_err(CardError::from)?;
                 tlv::write(&mut key, 0x02, &bits.to_be_bytes()).map_err(CardError::from)?;
-                let ar = self.gakp(kid, &key)?;
+                let ar = self.gakp(kid, &key, &usage_ctl)?;
                 (
                     Some(ar),
                     KeyKind::Rsa {
@@ -320,9 +375,13 @@ impl<C: CardChannel> Hsm<C> {
                     256 => 0xB2,
                     _ => return Err(HsmError::InvalidData),
                 };
+                if usage_ctl.is_empty() {
+                    tlv::write(&mut usage_ctl, 0x91, &[0x10, 0x11, 0x18, 0x99])
+                        .map_err(CardError::from)?;
+                }
                 self.run(
                     "GENERATE SYMMETRIC KEY",
-                    Command::new(0, 0x48, kid, p2).with_data(vec![0x91, 4, 0x10, 0x11, 0x18, 0x99]),
+                    Command::new(0, 0x48, kid, p2).with_data(usage_ctl),
                 )?;
                 (
                     None,
@@ -333,26 +392,70 @@ impl<C: CardChannel> Hsm<C> {
                 )
             }
         };
-        let prkd = PrivateKeyDescription {
-            label: label.to_string(),
-            id: id.to_vec(),
+        let id = match (opts.id, &attestation) {
+            (Some(id), _) => id.to_vec(),
+            (None, Some(ar)) => intrinsic_id(&ar.request.body.public_key),
+            (None, None) => vec![kid],
+        };
+        let description = PrivateKeyDescription {
+            label: opts.label.to_string(),
+            id,
             usage,
             key_ref: kid,
             kind,
         };
         self.write_file(
             u16::from_be_bytes([0xC4, kid]),
-            &prkd
+            &description
                 .encode()
                 .map_err(|e| HsmError::Malformed(e.to_string()))?,
         )?;
-        Ok(attestation)
+        Ok(GeneratedKey {
+            attestation,
+            description,
+        })
     }
 
-    fn gakp(&mut self, kid: u8, key: &[u8]) -> Result<AuthenticatedRequest, HsmError> {
+    /// Usage controls of key `kid` (SELECT of `CC<kid>`, `A5` template of the FCP).
+    pub fn key_info(&mut self, kid: u8) -> Result<KeyInfo, HsmError> {
+        let fcp = self.run(
+            "SELECT",
+            Command::new(0, 0xA4, 0, 0)
+                .with_data(vec![0xCC, kid])
+                .with_le(256),
+        )?;
+        let mut info = KeyInfo::default();
+        let fcp = tlv::Tlv::parse_exact(&fcp).map_err(|e| HsmError::Malformed(e.to_string()))?;
+        let Some(a5) = fcp
+            .find(0xA5)
+            .map_err(|e| HsmError::Malformed(e.to_string()))?
+        else {
+            return Ok(info);
+        };
+        for t in a5.children() {
+            let t = t.map_err(|e| HsmError::Malformed(e.to_string()))?;
+            match t.tag.0 {
+                0x90 => {
+                    info.use_counter = <[u8; 4]>::try_from(t.value).ok().map(u32::from_be_bytes)
+                }
+                0x91 => info.algorithms = Some(t.value.to_vec()),
+                0x92 => info.domain = t.value.first().copied(),
+                _ => {}
+            }
+        }
+        Ok(info)
+    }
+
+    fn gakp(
+        &mut self,
+        kid: u8,
+        key: &[u8],
+        usage_ctl: &[u8],
+    ) -> Result<AuthenticatedRequest, HsmError> {
         let mut d = vec![0x5F, 0x29, 1, 0];
         tlv::write(&mut d, 0x42, b"UTCA00001").map_err(CardError::from)?;
         tlv::write(&mut d, 0x7F49, key).map_err(CardError::from)?;
+        d.extend_from_slice(usage_ctl);
         let raw = self.run(
             "GENERATE ASYMMETRIC KEY PAIR",
             Command::new(0, 0x46, kid, 0).with_data(d).with_le(65536),
@@ -426,5 +529,14 @@ impl<C: CardChannel> Hsm<C> {
             Err(HsmError::NotFound) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+}
+
+/// OpenSC's intrinsic key iD: SHA-1 of the RSA modulus or of the uncompressed EC point.
+pub fn intrinsic_id(key: &keyward_cvc::PublicKey) -> Vec<u8> {
+    let hash = keyward_crypto::HashAlg::Sha1;
+    match key {
+        keyward_cvc::PublicKey::Rsa { modulus, .. } => hash.digest(modulus),
+        keyward_cvc::PublicKey::Ec { point, .. } => hash.digest(point),
     }
 }

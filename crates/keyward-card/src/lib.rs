@@ -16,5 +16,8 @@ pub use channel::{
 pub use device::{
     DeviceError, authenticate_device, read_attestation, read_c_devaut, select_applet, verify_device,
 };
-pub use hsm::{Hsm, HsmError, InitConfig, KeySpec, PinStatus};
+pub use hsm::{
+    ALG_WRAP, GeneratedKey, Hsm, HsmError, InitConfig, KeyInfo, KeyOptions, KeySpec, PinStatus,
+    intrinsic_id,
+};
 pub use secure::SecureChannel;

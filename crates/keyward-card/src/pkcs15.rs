@@ -1,6 +1,7 @@
 //! The PKCS#15 descriptions the SmartCard-HSM keeps beside its keys, in the encoding OpenSC
 //! writes and reads: private-key descriptions (PRKD, EF `C4<kid>`) and certificate descriptions
-//! (CD, EF `C8<id>`). Keys and certificates created by OpenSC show up here and vice versa.
+//! (CD, EF `C8<id>`) and data-object descriptions (DCOD, EF `C9<id>`). Keys, certificates and
+//! data objects created by OpenSC show up here and vice versa.
 
 use keyward_apdu::tlv::{self, Tlv};
 use thiserror::Error;
@@ -226,4 +227,61 @@ fn find_path(data: &[u8]) -> Option<u16> {
         }
     }
     None
+}
+
+/// A data-object description (DCOD) pointing at a data EF (`CF<id>` public, `CD<id>` PIN-protected).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataObjectDescription {
+    pub label: String,
+    pub application: String,
+    /// DER value (without tag and length) of the application OID, if any.
+    pub app_oid: Option<Vec<u8>>,
+    /// Readable only after PIN verification.
+    pub private: bool,
+    pub fid: u16,
+}
+
+impl DataObjectDescription {
+    pub fn encode(&self) -> Result<Vec<u8>, Pkcs15Error> {
+        let mut common = Vec::new();
+        tlv::write(&mut common, 0x0C, self.label.as_bytes())?;
+        if self.private {
+            tlv::write(&mut common, 0x03, &[0x06, 0xC0])?;
+            tlv::write(&mut common, 0x04, &[0x01])?;
+        } else {
+            tlv::write(&mut common, 0x03, &[0x06, 0x40])?;
+        }
+        let mut v = tlv::encode(0x30, &common)?;
+        let mut app = Vec::new();
+        tlv::write(&mut app, 0x0C, self.application.as_bytes())?;
+        if let Some(oid) = &self.app_oid {
+            tlv::write(&mut app, 0x06, oid)?;
+        }
+        v.extend_from_slice(&tlv::encode(0x30, &app)?);
+        let path = tlv::encode(0x30, &tlv::encode(0x04, &self.fid.to_be_bytes())?)?;
+        v.extend_from_slice(&tlv::encode(0xA1, &path)?);
+        Ok(tlv::encode(0x30, &v)?)
+    }
+
+    pub fn parse(data: &[u8]) -> Result<Self, Pkcs15Error> {
+        let outer = Tlv::parse(data)?.0;
+        let parts = tlv::parse_all(outer.value)?;
+        let [common, app, typed, ..] = parts.as_slice() else {
+            return Err(Pkcs15Error::Malformed("DCOD"));
+        };
+        let label = label_of(common);
+        let private = common
+            .find(0x03)?
+            .is_some_and(|f| f.value.get(1).is_some_and(|b| b & 0x80 != 0));
+        let application = label_of(app);
+        let app_oid = app.find(0x06)?.map(|t| t.value.to_vec());
+        let fid = find_path(typed.value).ok_or(Pkcs15Error::Malformed("path"))?;
+        Ok(Self {
+            label,
+            application,
+            app_oid,
+            private,
+            fid,
+        })
+    }
 }

@@ -161,6 +161,46 @@ impl Curve {
         }
     }
 
+    /// The DER-encoded named-curve OID (what PKCS#11 keeps in `CKA_EC_PARAMS`).
+    pub fn oid_der(self) -> &'static [u8] {
+        match self {
+            Self::Secp256r1 => &[0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07],
+            Self::Secp384r1 => &[0x06, 0x05, 0x2B, 0x81, 0x04, 0x00, 0x22],
+            Self::Secp521r1 => &[0x06, 0x05, 0x2B, 0x81, 0x04, 0x00, 0x23],
+            Self::BrainpoolP256r1 => &[
+                0x06, 0x09, 0x2B, 0x24, 0x03, 0x03, 0x02, 0x08, 0x01, 0x01, 0x07,
+            ],
+            Self::BrainpoolP384r1 => &[
+                0x06, 0x09, 0x2B, 0x24, 0x03, 0x03, 0x02, 0x08, 0x01, 0x01, 0x0B,
+            ],
+            Self::Secp256k1 => &[0x06, 0x05, 0x2B, 0x81, 0x04, 0x00, 0x0A],
+        }
+    }
+
+    /// The curve of a DER-encoded named-curve OID, or of a PKCS#11 printable curve name.
+    pub fn from_oid_der(der: &[u8]) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|c| c.oid_der() == der)
+            .or_else(|| {
+                // PKCS#11 also allows a PrintableString (13) with the curve name.
+                let name = der.strip_prefix(&[0x13])?.get(1..)?;
+                Self::ALL
+                    .into_iter()
+                    .find(|c| c.name().as_bytes() == name || c.alias().as_bytes() == name)
+            })
+    }
+
+    /// The NIST / common alias of the curve name.
+    pub fn alias(self) -> &'static str {
+        match self {
+            Self::Secp256r1 => "prime256v1",
+            Self::Secp384r1 => "P-384",
+            Self::Secp521r1 => "P-521",
+            other => other.name(),
+        }
+    }
+
     /// Field element length in bytes.
     pub fn field_len(self) -> usize {
         self.params().p.len() / 2

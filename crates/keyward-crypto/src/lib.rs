@@ -6,6 +6,7 @@
 mod ec;
 mod hash;
 mod rsa_key;
+pub mod rsa_pad;
 mod sym;
 
 pub use ec::{

@@ -1,5 +1,5 @@
 use getrandom::SysRng;
-use rsa::hazmat::rsa_decrypt_and_check;
+use rsa::hazmat::{rsa_decrypt_and_check, rsa_encrypt};
 use rsa::traits::{PrivateKeyParts, PublicKeyParts};
 use rsa::{BoxedUint, Pkcs1v15Sign, PrivateKey, Pss};
 use zeroize::Zeroizing;
@@ -163,6 +163,30 @@ impl RsaPublicKey {
         )
         .map(Self)
         .map_err(|_| CryptoError::InvalidKey)
+    }
+
+    /// Modulus length in bytes.
+    pub fn size(&self) -> usize {
+        self.0.size()
+    }
+
+    /// The raw public operation `m^e mod n` on a block of at most modulus length, returning a
+    /// modulus-length block.
+    pub fn raw_public(&self, block: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        if block.len() > self.size() {
+            return Err(CryptoError::InvalidInput);
+        }
+        let m = BoxedUint::from_be_slice(block, self.0.n_bits_precision())
+            .map_err(|_| CryptoError::InvalidInput)?;
+        if m >= *self.0.n().as_ref() {
+            return Err(CryptoError::InvalidInput);
+        }
+        let c = rsa_encrypt(&self.0, &m).map_err(|_| CryptoError::InvalidInput)?;
+        let bytes = c.to_be_bytes();
+        let tail = &bytes[bytes.len().saturating_sub(self.size())..];
+        let mut out = vec![0u8; self.size() - tail.len()];
+        out.extend_from_slice(tail);
+        Ok(out)
     }
 
     /// Verifies a signature over a hash.

@@ -176,7 +176,7 @@ fn attest(a: &AttestArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn logged_in(a: &PinArgs) -> anyhow::Result<Hsm<Box<dyn CardChannel>>> {
+fn logged_in(a: &PinArgs) -> anyhow::Result<Hsm<Box<dyn CardChannel + Send>>> {
     let mut hsm = Hsm::new(open_transport(&a.card.card)?);
     hsm.select()?;
     hsm.verify_pin(a.pin.as_bytes())?;
