@@ -251,6 +251,8 @@ pub struct EcKey {
     curve: Curve,
     private: Zeroizing<Vec<u8>>,
     public: Vec<u8>,
+    /// The aws-lc-rs form (NIST curves), built on first signature.
+    fast: std::sync::OnceLock<Option<crate::fast::FastEc>>,
 }
 
 impl EcKey {
@@ -265,6 +267,7 @@ impl EcKey {
             curve,
             private: Zeroizing::new(private.to_vec()),
             public,
+            fast: std::sync::OnceLock::new(),
         })
     }
 
@@ -301,6 +304,12 @@ impl EcKey {
 
     /// ECDSA over a supplied hash; plain `r‖s` (TR-03111) signature.
     pub fn sign_prehash_plain(&self, hash: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        let fast = self
+            .fast
+            .get_or_init(|| crate::fast::FastEc::new(self.curve, &self.private, &self.public));
+        if let Some(sig) = fast.as_ref().and_then(|f| f.sign_prehash(hash)) {
+            return Ok(sig);
+        }
         with_curve!(self.curve, C => sign::<C>(&self.private, hash).map(|s| s.to_bytes().to_vec()))
     }
 
@@ -314,7 +323,21 @@ impl EcKey {
 }
 
 /// Verifies an ECDSA signature (DER or plain `r‖s`) over a hash with an uncompressed public point.
+/// Verifies ECDSA over a hash; the signature is plain `r‖s` or DER (minimal or, as the
+/// SmartCard-HSM answers, with fixed-width integers).
 pub fn verify_prehash(curve: Curve, public: &[u8], hash: &[u8], signature: &[u8]) -> bool {
+    let plain;
+    let signature = if signature.len() != 2 * curve.field_len() {
+        match der_signature_to_plain(signature, curve.field_len()) {
+            Ok(p) => {
+                plain = p;
+                &plain[..]
+            }
+            Err(_) => return false,
+        }
+    } else {
+        signature
+    };
     with_curve!(curve, C => verify::<C>(public, hash, signature))
 }
 

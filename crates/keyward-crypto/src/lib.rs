@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod ec;
+mod fast;
 mod hash;
 mod rsa_key;
 pub mod rsa_pad;

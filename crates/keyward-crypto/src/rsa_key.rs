@@ -2,12 +2,15 @@ use getrandom::SysRng;
 use rsa::hazmat::{rsa_decrypt_and_check, rsa_encrypt};
 use rsa::traits::{PrivateKeyParts, PublicKeyParts};
 use rsa::{BoxedUint, Pkcs1v15Sign, PrivateKey, Pss};
+use std::sync::OnceLock;
+
 use zeroize::Zeroizing;
 
 use super::{CryptoError, HashAlg};
+use crate::fast::{FastRsa, RsaComponents};
 
 /// An RSA private key.
-pub struct RsaKey(PrivateKey);
+pub struct RsaKey(PrivateKey, OnceLock<Option<FastRsa>>);
 
 /// The RSA sizes the SmartCard-HSM generates.
 pub const RSA_SIZES: [usize; 5] = [1024, 1536, 2048, 3072, 4096];
@@ -27,7 +30,7 @@ impl RsaKey {
             return Err(CryptoError::UnsupportedSize);
         }
         PrivateKey::new(&mut SysRng, bits)
-            .map(Self)
+            .map(|k| Self(k, OnceLock::new()))
             .map_err(|_| CryptoError::Failed)
     }
 
@@ -42,7 +45,7 @@ impl RsaKey {
         let mut key = PrivateKey::from_components(nb(n), nb(e), nb(d), vec![nb(p), nb(q)])
             .map_err(|_| CryptoError::InvalidKey)?;
         key.precompute().map_err(|_| CryptoError::InvalidKey)?;
-        Ok(Self(key))
+        Ok(Self(key, OnceLock::new()))
     }
 
     pub fn parts(&self) -> Result<RsaParts, CryptoError> {
@@ -93,8 +96,39 @@ impl RsaKey {
         Ok(out)
     }
 
+    /// The aws-lc-rs form of this key, built on first use.
+    fn fast(&self) -> Option<&FastRsa> {
+        self.1
+            .get_or_init(|| {
+                let [p, q] = self.0.primes() else {
+                    return None;
+                };
+                let be = |v: &BoxedUint| Zeroizing::new(v.to_be_bytes_trimmed_vartime().to_vec());
+                let (n, e) = (self.0.n_bytes(), self.0.e_bytes());
+                let (d, p, q) = (be(self.0.d()), be(p), be(q));
+                let (dp, dq) = (be(self.0.dp()?), be(self.0.dq()?));
+                let qinv = be(&self.0.qinv()?.retrieve());
+                FastRsa::new(&RsaComponents {
+                    n: &n,
+                    e: &e,
+                    d: &d,
+                    p: &p,
+                    q: &q,
+                    dp: &dp,
+                    dq: &dq,
+                    qinv: &qinv,
+                })
+            })
+            .as_ref()
+    }
+
     /// PKCS#1 v1.5 signature over a complete DigestInfo (or any short prefix-free input).
     pub fn sign_pkcs1_digest_info(&self, digest_info: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        if let Some((hash, digest)) = HashAlg::split_digest_info(digest_info)
+            && let Some(sig) = self.fast().and_then(|f| f.sign_digest(hash, digest, false))
+        {
+            return Ok(sig);
+        }
         self.0
             .sign_with_rng(&mut SysRng, Pkcs1v15Sign::new_unprefixed(), digest_info)
             .map_err(|_| CryptoError::InvalidInput)
@@ -102,6 +136,11 @@ impl RsaKey {
 
     /// PKCS#1 v1.5 signature over a hash, adding the DigestInfo prefix of `hash`.
     pub fn sign_pkcs1(&self, hash: HashAlg, digest: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        if digest.len() == hash.output_len()
+            && let Some(sig) = self.fast().and_then(|f| f.sign_digest(hash, digest, false))
+        {
+            return Ok(sig);
+        }
         let scheme = match hash {
             HashAlg::Sha1 => Pkcs1v15Sign::new::<sha1::Sha1>(),
             HashAlg::Sha224 => Pkcs1v15Sign::new::<sha2::Sha224>(),
@@ -118,6 +157,9 @@ impl RsaKey {
     pub fn sign_pss(&self, hash: HashAlg, digest: &[u8]) -> Result<Vec<u8>, CryptoError> {
         if digest.len() != hash.output_len() {
             return Err(CryptoError::InvalidInput);
+        }
+        if let Some(sig) = self.fast().and_then(|f| f.sign_digest(hash, digest, true)) {
+            return Ok(sig);
         }
         let r = match hash {
             HashAlg::Sha1 => self

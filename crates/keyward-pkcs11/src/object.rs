@@ -51,6 +51,8 @@ pub enum Material {
         kid: u8,
         kind: CardKeyKind,
         public: Option<PublicKey>,
+        /// The element's algorithm list for the key (`None` = every algorithm of its type).
+        algorithms: Option<Vec<u8>>,
     },
     Public(PublicKey),
     /// A session secret (e.g. an ECDH result).
@@ -196,6 +198,7 @@ pub struct CardKey<'a> {
     /// Generated on the element (an attestation exists or existed).
     pub local: bool,
     pub extractable: bool,
+    pub algorithms: Option<Vec<u8>>,
     pub attestation: Option<&'a [u8]>,
     /// DER subject of the key's certificate, if any.
     pub subject: Vec<u8>,
@@ -269,6 +272,7 @@ impl CardKey<'_> {
             kid: self.kid,
             kind: self.kind,
             public: self.public.clone(),
+            algorithms: self.algorithms.clone(),
         };
         o
     }

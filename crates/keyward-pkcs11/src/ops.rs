@@ -122,6 +122,14 @@ fn card_key(key: &Object) -> Result<(u8, CardKeyKind)> {
     }
 }
 
+/// Whether the element lets the key use algorithm `alg`.
+fn allows(key: &Object, alg: u8) -> bool {
+    match &key.material {
+        Material::Card { algorithms, .. } => algorithms.as_ref().is_none_or(|l| l.contains(&alg)),
+        _ => false,
+    }
+}
+
 /// Signs `data` (all of it: multi-part data is collected first).
 pub fn sign(token: &mut Token, mech: &Mechanism, key: &Object, data: &[u8]) -> Result<Vec<u8>> {
     let (kid, _) = card_key(key)?;
@@ -147,13 +155,23 @@ pub fn sign(token: &mut Token, mech: &Mechanism, key: &Object, data: &[u8]) -> R
         CKM_RSA_PKCS | CKM_RSA_X_509 | CKM_SHA1_RSA_PKCS | CKM_SHA224_RSA_PKCS
         | CKM_SHA256_RSA_PKCS | CKM_SHA384_RSA_PKCS | CKM_SHA512_RSA_PKCS => {
             let k = rsa_len(key);
-            let block = match (mech.ty, sign_hash(mech.ty)) {
-                (CKM_RSA_X_509, _) => left_pad(input, k)?,
-                (_, Some(h)) => {
-                    rsa_pad::pkcs1_type1_pad(&[h.digest_info_prefix(), input].concat(), k)
-                        .map_err(|_| Rv(CKR_KEY_SIZE_RANGE))?
+            let digest_info = match sign_hash(mech.ty) {
+                Some(h) => [h.digest_info_prefix(), input].concat(),
+                None => input.to_vec(),
+            };
+            // A DigestInfo the element knows is padded there (algorithm 30); anything else is
+            // padded here for the raw operation (algorithm 20), as OpenSC does.
+            if mech.ty != CKM_RSA_X_509
+                && HashAlg::split_digest_info(&digest_info).is_some()
+                && allows(key, 0x30)
+            {
+                return token.run(|h| h.sign(kid, 0x30, &digest_info));
+            }
+            let block = match mech.ty {
+                CKM_RSA_X_509 => left_pad(input, k)?,
+                _ => {
+                    rsa_pad::pkcs1_type1_pad(&digest_info, k).map_err(|_| Rv(CKR_DATA_LEN_RANGE))?
                 }
-                _ => rsa_pad::pkcs1_type1_pad(input, k).map_err(|_| Rv(CKR_DATA_LEN_RANGE))?,
             };
             token.run(|h| h.sign(kid, 0x20, &block))
         }

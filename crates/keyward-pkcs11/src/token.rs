@@ -67,6 +67,7 @@ pub struct Token {
     /// Session objects with the session that owns them.
     pub session_objects: Vec<(CK_SESSION_HANDLE, Object)>,
     handles: HashMap<Origin, CK_OBJECT_HANDLE>,
+    origins: HashMap<CK_OBJECT_HANDLE, Origin>,
     serial: Option<String>,
 }
 
@@ -82,6 +83,7 @@ impl Token {
             cache_time: None,
             session_objects: Vec::new(),
             handles: HashMap::new(),
+            origins: HashMap::new(),
             serial: None,
         }
     }
@@ -277,6 +279,7 @@ impl Token {
         self.hsm = None;
         self.cache = None;
         self.handles.clear();
+        self.origins.clear();
         Ok(())
     }
 
@@ -327,22 +330,20 @@ impl Token {
     // ---- objects -------------------------------------------------------------------------
 
     pub fn handle_of(&mut self, origin: Origin) -> CK_OBJECT_HANDLE {
-        *self
-            .handles
-            .entry(origin)
-            .or_insert_with(crate::module::next_handle)
+        if let Some(h) = self.handles.get(&origin) {
+            return *h;
+        }
+        let h = crate::module::next_handle();
+        self.handles.insert(origin, h);
+        self.origins.insert(h, origin);
+        h
     }
 
     /// Every object visible in the current login state, with its handle.
     pub fn objects(&mut self) -> Result<Vec<(CK_OBJECT_HANDLE, Object)>> {
-        if self.cache.is_none() {
-            let scanned = self.scan()?;
-            self.cache = Some(scanned);
-            self.cache_time = Some(std::time::Instant::now());
-        }
         let logged_in = self.login == Some(CKU_USER);
         let mut out: Vec<(CK_OBJECT_HANDLE, Object)> = Vec::new();
-        let cached: Vec<Object> = self.cache.clone().unwrap_or_default();
+        let cached = self.objects_all()?.to_vec();
         for o in cached {
             if o.is_private() && !logged_in {
                 continue;
@@ -360,11 +361,27 @@ impl Token {
         Ok(out)
     }
 
+    /// One visible object by handle.
     pub fn object(&mut self, handle: CK_OBJECT_HANDLE) -> Result<Object> {
-        self.objects()?
-            .into_iter()
-            .find(|(h, _)| *h == handle)
-            .map(|(_, o)| o)
+        let visible = |o: &Object, logged_in: bool| !o.is_private() || logged_in;
+        let logged_in = self.login == Some(CKU_USER);
+        if let Some((_, o)) = self
+            .session_objects
+            .iter()
+            .find(|(_, o)| o.origin == Origin::Session(handle))
+        {
+            return visible(o, logged_in)
+                .then(|| o.clone())
+                .ok_or(Rv(CKR_OBJECT_HANDLE_INVALID));
+        }
+        let origin = *self
+            .origins
+            .get(&handle)
+            .ok_or(Rv(CKR_OBJECT_HANDLE_INVALID))?;
+        self.objects_all()?
+            .iter()
+            .find(|o| o.origin == origin && visible(o, logged_in))
+            .cloned()
             .ok_or(Rv(CKR_OBJECT_HANDLE_INVALID))
     }
 
@@ -491,6 +508,7 @@ impl Token {
             curve,
             local: attestation.is_some() || kind == CardKeyKind::Aes,
             extractable: info.allows(keyward_card::ALG_WRAP),
+            algorithms: info.algorithms.clone(),
             attestation: ee.as_deref().filter(|_| attestation.is_some()),
             subject: cert.as_ref().map(|c| c.subject.clone()).unwrap_or_default(),
         };
@@ -506,7 +524,7 @@ impl Token {
     pub fn kid_with_id(&mut self, id: &[u8]) -> Result<Option<u8>> {
         Ok(self
             .objects_all()?
-            .into_iter()
+            .iter()
             .find_map(|o| match o.origin {
                 Origin::PrivateKey(kid) if o.attrs.get(&CKA_ID).is_some_and(|v| v == id) => {
                     Some(kid)
@@ -516,13 +534,13 @@ impl Token {
     }
 
     /// All token objects regardless of login state (for bookkeeping).
-    fn objects_all(&mut self) -> Result<Vec<Object>> {
+    fn objects_all(&mut self) -> Result<&[Object]> {
         if self.cache.is_none() {
             let scanned = self.scan()?;
             self.cache = Some(scanned);
             self.cache_time = Some(std::time::Instant::now());
         }
-        Ok(self.cache.clone().unwrap_or_default())
+        Ok(self.cache.as_deref().unwrap_or_default())
     }
 
     /// The lowest low byte free under both `a` and `b` prefixes.

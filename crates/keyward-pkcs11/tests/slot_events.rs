@@ -49,8 +49,13 @@ fn next_event(ctx: &Pkcs11, limit: Duration) -> Option<Slot> {
 }
 
 fn main() {
-    let vars = ["KEYWARD_BIN", "KEYWARD_TEST_STATE", "KEYWARD_TEST_VPCD_PORT", "KEYWARD_TEST_READER"]
-        .map(std::env::var);
+    let vars = [
+        "KEYWARD_BIN",
+        "KEYWARD_TEST_STATE",
+        "KEYWARD_TEST_VPCD_PORT",
+        "KEYWARD_TEST_READER",
+    ]
+    .map(std::env::var);
     let [Ok(bin), Ok(state), Ok(port), Ok(reader)] = vars else {
         println!("slot_events: not run (needs pcscd + vpcd; scripts/interop-pkcs11 runs it)");
         return;
@@ -69,17 +74,28 @@ fn main() {
         })
         .expect("the vpcd reader is a slot");
     assert!(!ctx.get_slot_info(slot).unwrap().token_present());
-    assert!(next_event(&ctx, Duration::from_millis(300)).is_none(), "no event yet");
+    assert!(
+        next_event(&ctx, Duration::from_millis(300)).is_none(),
+        "no event yet"
+    );
 
     let element = Element::attach(&bin, &state, &port);
-    assert_eq!(next_event(&ctx, Duration::from_secs(10)), Some(slot), "insertion");
+    assert_eq!(
+        next_event(&ctx, Duration::from_secs(10)),
+        Some(slot),
+        "insertion"
+    );
     assert!(ctx.get_slot_info(slot).unwrap().token_present());
     assert!(ctx.get_slots_with_token().unwrap().contains(&slot));
     let info = ctx.get_token_info(slot).unwrap();
     assert!(info.serial_number().starts_with("KWD"));
 
     drop(element);
-    assert_eq!(next_event(&ctx, Duration::from_secs(10)), Some(slot), "removal");
+    assert_eq!(
+        next_event(&ctx, Duration::from_secs(10)),
+        Some(slot),
+        "removal"
+    );
     assert!(!ctx.get_slot_info(slot).unwrap().token_present());
     assert!(matches!(
         ctx.get_token_info(slot),

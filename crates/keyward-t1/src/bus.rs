@@ -47,7 +47,9 @@ impl UnixBus {
         }
     }
 
-    /// Delays every frame by the time a real bus would need for it.
+    /// Delays every frame, in both directions, by the time a real bus would need for it (the
+    /// paced end accounts for the other end's frames when it receives them: one shared,
+    /// half-duplex bus).
     pub fn paced(mut self, timing: BusTiming) -> Self {
         self.pace = Some(timing);
         self
@@ -75,6 +77,9 @@ impl Bus for UnixBus {
         let mut chunk = [0u8; 4096];
         loop {
             if let Some(frame) = self.take_frame() {
+                if let Some(t) = self.pace {
+                    std::thread::sleep(Duration::from_micros(t.transfer_us(frame.len())));
+                }
                 return Ok(Some(frame));
             }
             let mut wait = match deadline {

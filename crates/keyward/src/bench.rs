@@ -28,6 +28,9 @@ pub enum BenchCommand {
     /// T=1 on the simulated bus: throughput vs raw capacity, SIGN latency vs the bit-time bound,
     /// throughput under bit errors, engine CPU per block.
     T1(T1Args),
+    /// C_Sign/s through libkeyward_pkcs11.so: embedded token vs SoftHSM2, over T=1 at I2C
+    /// 400 kHz vs the bus bound, and over PC/SC.
+    Pkcs11(crate::bench_pkcs11::Pkcs11Args),
     /// (internal) One PKCS#11 C_Sign loop in this process; prints `ec=<per s> rsa=<per s>`.
     #[command(hide = true)]
     SignLoop(SignLoopArgs),
@@ -82,6 +85,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Apdu(a) => apdu(&a),
         BenchCommand::Pki(a) => pki(&a),
         BenchCommand::T1(a) => t1(&a),
+        BenchCommand::Pkcs11(a) => crate::bench_pkcs11::run(&a),
         BenchCommand::SignLoop(a) => {
             let (ec, rsa) = sign_loop(&a)?;
             println!("ec={ec:.1} rsa={rsa:.1}");
@@ -91,7 +95,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
 }
 
 const PIN: &str = "648219";
-const SO_PIN_HEX: &str = "3537363231383830";
+pub(crate) const SO_PIN_HEX: &str = "3537363231383830";
 
 fn apdu(a: &ApduArgs) -> anyhow::Result<()> {
     let work = std::env::temp_dir().join(format!("keyward-bench-{}", std::process::id()));
@@ -171,24 +175,7 @@ fn measure_all(a: &ApduArgs, state: keyward_se::state::State) -> anyhow::Result<
     drop(card);
 
     let keyward = run_sign_loop(&a.opensc_module, a.seconds, None, &[])?;
-    let softhsm_dir = tempdir_for_softhsm()?;
-    let conf = softhsm_dir.join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-            softhsm_dir.join("tokens").display()
-        ),
-    )?;
-    std::fs::create_dir_all(softhsm_dir.join("tokens"))?;
-    let softhsm = run_sign_loop(
-        &a.softhsm_module,
-        a.seconds,
-        Some("1234567812345678"),
-        &[("SOFTHSM2_CONF", conf.as_os_str())],
-    );
-    let _ = std::fs::remove_dir_all(&softhsm_dir);
-    let softhsm = softhsm?;
+    let softhsm = softhsm_rates(&a.softhsm_module, a.seconds)?;
     println!(
         "ECDSA P-256 C_Sign/s: keyward via OpenSC+pcscd {:.0}, SoftHSM2 {:.0}, ratio {:.2}",
         keyward.0,
@@ -204,10 +191,27 @@ fn measure_all(a: &ApduArgs, state: keyward_se::state::State) -> anyhow::Result<
     Ok(())
 }
 
-fn tempdir_for_softhsm() -> anyhow::Result<PathBuf> {
-    let d = std::env::temp_dir().join(format!("keyward-bench-softhsm-{}", std::process::id()));
-    std::fs::create_dir_all(&d)?;
-    Ok(d)
+/// The C_Sign loop's rates on a fresh SoftHSM2 token (the peer every PKCS#11 rate is shown
+/// against).
+pub(crate) fn softhsm_rates(module: &Path, seconds: f64) -> anyhow::Result<(f64, f64)> {
+    let dir = std::env::temp_dir().join(format!("keyward-bench-softhsm-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("tokens"))?;
+    let conf = dir.join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            dir.join("tokens").display()
+        ),
+    )?;
+    let rates = run_sign_loop(
+        module,
+        seconds,
+        Some("1234567812345678"),
+        &[("SOFTHSM2_CONF", conf.as_os_str())],
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    rates
 }
 
 fn connect(ctx: &pcsc::Context, reader: &std::ffi::CStr) -> anyhow::Result<pcsc::Card> {
@@ -244,7 +248,7 @@ fn rate(d: Duration, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Resul
 
 /// Runs the C_Sign loop in a child process (so a module's environment, e.g. SOFTHSM2_CONF, is
 /// set before it loads) and parses its `ec=… rsa=…` line.
-fn run_sign_loop(
+pub(crate) fn run_sign_loop(
     module: &Path,
     seconds: f64,
     init_token_so_pin: Option<&str>,

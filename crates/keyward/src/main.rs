@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod bench_pkcs11;
 mod card;
 mod demo;
 mod se;
