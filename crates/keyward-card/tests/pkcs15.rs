@@ -2,7 +2,9 @@
 //! PKCS#15 descriptions: the bytes OpenSC 0.23 wrote for keys it generated parse, and what we
 //! encode has the same shape.
 
-use keyward_card::pkcs15::{CertificateDescription, KeyKind, PrivateKeyDescription};
+use keyward_card::pkcs15::{
+    CertificateDescription, DataObjectDescription, KeyKind, PrivateKeyDescription,
+};
 use proptest::prelude::*;
 
 fn hex(s: &str) -> Vec<u8> {
@@ -62,6 +64,13 @@ proptest! {
     fn parsers_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
         let _ = PrivateKeyDescription::parse(&bytes);
         let _ = CertificateDescription::parse(&bytes);
+        let _ = DataObjectDescription::parse(&bytes);
+    }
+
+    #[test]
+    fn dcod_round_trip(label in "[a-zA-Z0-9 ]{0,40}", app in "[a-z]{0,20}", oid in proptest::option::of(proptest::collection::vec(any::<u8>(), 1..12)), private in any::<bool>(), fid in any::<u16>()) {
+        let d = DataObjectDescription { label, application: app, app_oid: oid, private, fid };
+        prop_assert_eq!(DataObjectDescription::parse(&d.encode().unwrap()).unwrap(), d);
     }
 
     #[test]

@@ -46,8 +46,17 @@ pub struct Module {
     slots: RwLock<Vec<Arc<Slot>>>,
     /// Reader-name prefixes that produce PC/SC slots.
     pcsc_prefixes: Vec<String>,
-    sessions: Mutex<HashMap<CK_SESSION_HANDLE, Arc<Mutex<Session>>>>,
+    /// Open sessions with their slot and kind, readable without locking the session itself (a
+    /// session may be busy on another token for a long time).
+    sessions: Mutex<HashMap<CK_SESSION_HANDLE, SessionEntry>>,
     pub finalized: AtomicBool,
+}
+
+#[derive(Clone)]
+struct SessionEntry {
+    slot: CK_SLOT_ID,
+    rw: bool,
+    state: Arc<Mutex<Session>>,
 }
 
 static MODULE: RwLock<Option<Arc<Module>>> = RwLock::new(None);
@@ -337,18 +346,10 @@ impl Module {
     }
 
     fn count_sessions(&self, slot: CK_SLOT_ID) -> (CK_ULONG, CK_ULONG) {
-        let sessions: Vec<_> = lock(&self.sessions).values().cloned().collect();
-        let mut n = (0, 0);
-        for s in sessions {
-            let s = lock(&s);
-            if s.slot == slot {
-                n.0 += 1;
-                if s.rw {
-                    n.1 += 1;
-                }
-            }
-        }
-        n
+        lock(&self.sessions)
+            .values()
+            .filter(|e| e.slot == slot)
+            .fold((0, 0), |(n, rw), e| (n + 1, rw + CK_ULONG::from(e.rw)))
     }
 
     pub fn init_token(&self, id: CK_SLOT_ID, so_pin: &[u8]) -> Result<()> {
@@ -371,11 +372,16 @@ impl Module {
             return Err(Rv(CKR_SESSION_READ_WRITE_SO_EXISTS));
         }
         let h = next_handle();
-        lock(&self.sessions).insert(h, Arc::new(Mutex::new(Session::new(id, rw))));
+        let entry = SessionEntry {
+            slot: id,
+            rw,
+            state: Arc::new(Mutex::new(Session::new(id, rw))),
+        };
+        lock(&self.sessions).insert(h, entry);
         Ok(h)
     }
 
-    fn session(&self, h: CK_SESSION_HANDLE) -> Result<Arc<Mutex<Session>>> {
+    fn session(&self, h: CK_SESSION_HANDLE) -> Result<SessionEntry> {
         lock(&self.sessions)
             .get(&h)
             .cloned()
@@ -388,18 +394,18 @@ impl Module {
         h: CK_SESSION_HANDLE,
         f: impl FnOnce(&mut Session, &mut Token) -> Result<T>,
     ) -> Result<T> {
-        let session = self.session(h)?;
-        let mut s = lock(&session);
-        let slot = self.slot(s.slot)?;
+        let entry = self.session(h)?;
+        let mut s = lock(&entry.state);
+        let slot = self.slot(entry.slot)?;
         let mut t = lock(&slot.token);
         f(&mut s, &mut t)
     }
 
     pub fn close_session(&self, h: CK_SESSION_HANDLE) -> Result<()> {
-        let session = lock(&self.sessions)
+        let slot_id = lock(&self.sessions)
             .remove(&h)
-            .ok_or(Rv(CKR_SESSION_HANDLE_INVALID))?;
-        let slot_id = lock(&session).slot;
+            .ok_or(Rv(CKR_SESSION_HANDLE_INVALID))?
+            .slot;
         let slot = self.slot(slot_id)?;
         let last = self.count_sessions(slot_id).0 == 0;
         let mut t = lock(&slot.token);
@@ -414,7 +420,7 @@ impl Module {
         self.slot(id)?;
         let handles: Vec<_> = lock(&self.sessions)
             .iter()
-            .filter(|(_, s)| lock(s).slot == id)
+            .filter(|(_, e)| e.slot == id)
             .map(|(h, _)| *h)
             .collect();
         for h in handles {
@@ -442,15 +448,13 @@ impl Module {
     }
 
     pub fn login(&self, h: CK_SESSION_HANDLE, user: CK_USER_TYPE, pin: &[u8]) -> Result<()> {
-        let slot_id = lock(&*self.session(h)?).slot;
-        if user == CKU_SO {
-            let sessions: Vec<_> = lock(&self.sessions).values().cloned().collect();
-            if sessions.iter().any(|s| {
-                let s = lock(s);
-                s.slot == slot_id && !s.rw
-            }) {
-                return Err(Rv(CKR_SESSION_READ_ONLY_EXISTS));
-            }
+        let slot_id = self.session(h)?.slot;
+        if user == CKU_SO
+            && lock(&self.sessions)
+                .values()
+                .any(|e| e.slot == slot_id && !e.rw)
+        {
+            return Err(Rv(CKR_SESSION_READ_ONLY_EXISTS));
         }
         self.with(h, |_, t| match (t.login, user) {
             (Some(CKU_USER), CKU_USER) | (Some(CKU_SO), CKU_SO) => {
@@ -707,7 +711,15 @@ impl Module {
             }
             let label = tpl.string(CKA_LABEL)?;
             let id = tpl.get(CKA_ID).map(<[u8]>::to_vec);
-            match o.origin {
+            let set = |l: &mut String, i: Option<&mut Vec<u8>>| {
+                if let Some(new) = &label {
+                    l.clone_from(new);
+                }
+                if let (Some(new), Some(i)) = (&id, i) {
+                    i.clone_from(new);
+                }
+            };
+            let (file, encoded) = match o.origin {
                 Origin::PrivateKey(kid)
                 | Origin::SecretKey(kid)
                 | Origin::PublicKey(kid)
@@ -716,30 +728,14 @@ impl Module {
                     let mut d = t
                         .run(|h| h.key_description(kid))?
                         .ok_or(Rv(CKR_ATTRIBUTE_READ_ONLY))?;
-                    if let Some(l) = label {
-                        d.label = l;
-                    }
-                    if let Some(i) = id {
-                        d.id = i;
-                    }
-                    t.write(
-                        fid(token::PRKD, kid),
-                        &d.encode().map_err(|_| Rv(CKR_FUNCTION_FAILED))?,
-                    )
+                    set(&mut d.label, Some(&mut d.id));
+                    (fid(token::PRKD, kid), d.encode())
                 }
                 Origin::CaCert(n) => {
                     let mut d = CertificateDescription::parse(&t.read(fid(token::CD, n))?)
                         .map_err(|_| Rv(CKR_DEVICE_ERROR))?;
-                    if let Some(l) = label {
-                        d.label = l;
-                    }
-                    if let Some(i) = id {
-                        d.id = i;
-                    }
-                    t.write(
-                        fid(token::CD, n),
-                        &d.encode().map_err(|_| Rv(CKR_FUNCTION_FAILED))?,
-                    )
+                    set(&mut d.label, Some(&mut d.id));
+                    (fid(token::CD, n), d.encode())
                 }
                 Origin::Data(n) => {
                     if id.is_some() {
@@ -747,16 +743,12 @@ impl Module {
                     }
                     let mut d = DataObjectDescription::parse(&t.read(fid(token::DCOD, n))?)
                         .map_err(|_| Rv(CKR_DEVICE_ERROR))?;
-                    if let Some(l) = label {
-                        d.label = l;
-                    }
-                    t.write(
-                        fid(token::DCOD, n),
-                        &d.encode().map_err(|_| Rv(CKR_FUNCTION_FAILED))?,
-                    )
+                    set(&mut d.label, None);
+                    (fid(token::DCOD, n), d.encode())
                 }
-                _ => Err(Rv(CKR_ATTRIBUTE_READ_ONLY)),
-            }
+                _ => return Err(Rv(CKR_ATTRIBUTE_READ_ONLY)),
+            };
+            t.write(file, &encoded.map_err(|_| Rv(CKR_FUNCTION_FAILED))?)
         })
     }
 

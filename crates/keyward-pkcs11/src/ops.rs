@@ -130,17 +130,19 @@ fn allows(key: &Object, alg: u8) -> bool {
     }
 }
 
+/// What the element signs or the host verifies: the data's hash for the hashing mechanisms,
+/// else the data as given.
+fn hashed_input<'a>(mech: &Mechanism, data: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+    match sign_hash(mech.ty) {
+        Some(h) => h.digest(data).into(),
+        None => data.into(),
+    }
+}
+
 /// Signs `data` (all of it: multi-part data is collected first).
 pub fn sign(token: &mut Token, mech: &Mechanism, key: &Object, data: &[u8]) -> Result<Vec<u8>> {
     let (kid, _) = card_key(key)?;
-    let hashed;
-    let input = match sign_hash(mech.ty) {
-        Some(h) => {
-            hashed = h.digest(data);
-            &hashed[..]
-        }
-        None => data,
-    };
+    let input = &*hashed_input(mech, data);
     match mech.ty {
         CKM_AES_CMAC => token.run(|h| h.cipher(kid, 0x18, data)),
         CKM_ECDSA | CKM_ECDSA_SHA1 | CKM_ECDSA_SHA224 | CKM_ECDSA_SHA256 | CKM_ECDSA_SHA384
@@ -224,14 +226,7 @@ pub fn verify(
             Err(Rv(CKR_SIGNATURE_INVALID))
         };
     }
-    let hashed;
-    let input = match sign_hash(mech.ty) {
-        Some(h) => {
-            hashed = h.digest(data);
-            &hashed[..]
-        }
-        None => data,
-    };
+    let input = &*hashed_input(mech, data);
     let ok = match public_of(key)? {
         PublicKey::Ec { curve, point } => {
             if signature.len() != 2 * curve.field_len() {

@@ -522,15 +522,10 @@ impl Token {
 
     /// The key id of the key whose CKA_ID is `id`.
     pub fn kid_with_id(&mut self, id: &[u8]) -> Result<Option<u8>> {
-        Ok(self
-            .objects_all()?
-            .iter()
-            .find_map(|o| match o.origin {
-                Origin::PrivateKey(kid) if o.attrs.get(&CKA_ID).is_some_and(|v| v == id) => {
-                    Some(kid)
-                }
-                _ => None,
-            }))
+        Ok(self.objects_all()?.iter().find_map(|o| match o.origin {
+            Origin::PrivateKey(kid) if o.attrs.get(&CKA_ID).is_some_and(|v| v == id) => Some(kid),
+            _ => None,
+        }))
     }
 
     /// All token objects regardless of login state (for bookkeeping).

@@ -48,6 +48,53 @@ fn next_event(ctx: &Pkcs11, limit: Duration) -> Option<Slot> {
     None
 }
 
+/// Key generation and a signature on the PC/SC token, verified on the host.
+fn sign_on(ctx: &Pkcs11, slot: Slot) {
+    use cryptoki::mechanism::Mechanism;
+    use cryptoki::object::Attribute;
+    use cryptoki::session::UserType;
+    use keyward_crypto::{Curve, HashAlg};
+    let s = ctx.open_rw_session(slot).unwrap();
+    s.login(
+        UserType::User,
+        Some(&cryptoki::types::AuthPin::from("648219")),
+    )
+    .unwrap();
+    let (public, private) = s
+        .generate_key_pair(
+            &Mechanism::EccKeyPairGen,
+            &[
+                Attribute::Token(true),
+                Attribute::EcParams(Curve::Secp256r1.oid_der().to_vec()),
+            ],
+            &[
+                Attribute::Token(true),
+                Attribute::Label(b"over pcsc".to_vec()),
+            ],
+        )
+        .unwrap();
+    let Some(Attribute::EcPoint(der)) = s
+        .get_attributes(public, &[cryptoki::object::AttributeType::EcPoint])
+        .unwrap()
+        .pop()
+    else {
+        panic!("EC point")
+    };
+    let point = keyward_apdu::tlv::Tlv::parse_exact(&der)
+        .unwrap()
+        .value
+        .to_vec();
+    let sig = s
+        .sign(&Mechanism::EcdsaSha256, private, b"over PC/SC")
+        .unwrap();
+    assert!(keyward_crypto::ecdsa_verify_prehash(
+        Curve::Secp256r1,
+        &point,
+        &HashAlg::Sha256.digest(b"over PC/SC"),
+        &sig
+    ));
+}
+
 fn main() {
     let vars = [
         "KEYWARD_BIN",
@@ -73,11 +120,13 @@ fn main() {
                 .is_ok_and(|i| i.slot_description().starts_with(&reader))
         })
         .expect("the vpcd reader is a slot");
-    assert!(!ctx.get_slot_info(slot).unwrap().token_present());
-    assert!(
-        next_event(&ctx, Duration::from_millis(300)).is_none(),
-        "no event yet"
-    );
+    // The caller just detached its element; pcscd may take a moment to notice.
+    let end = Instant::now() + Duration::from_secs(10);
+    while ctx.get_slot_info(slot).unwrap().token_present() {
+        assert!(Instant::now() < end, "the reader still shows a card");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    while next_event(&ctx, Duration::from_millis(300)).is_some() {}
 
     let element = Element::attach(&bin, &state, &port);
     assert_eq!(
@@ -89,6 +138,7 @@ fn main() {
     assert!(ctx.get_slots_with_token().unwrap().contains(&slot));
     let info = ctx.get_token_info(slot).unwrap();
     assert!(info.serial_number().starts_with("KWD"));
+    sign_on(&ctx, slot);
 
     drop(element);
     assert_eq!(
