@@ -899,10 +899,11 @@ pub unsafe extern "C" fn C_EncryptUpdate(
     out_len: *mut CK_ULONG,
 ) -> CK_RV {
     guard(|| {
-        // SAFETY: the caller's contract for input and output length.
-        unsafe { op_update(session, OpKind::Encrypt, data, data_len) }?;
         // SAFETY: `out_len` is NULL or writable.
-        *unsafe { out(out_len) }? = 0;
+        let out_len = unsafe { out(out_len) }?;
+        // SAFETY: the caller's contract for the input.
+        unsafe { op_update(session, OpKind::Encrypt, data, data_len) }?;
+        *out_len = 0;
         Ok(())
     })
 }
@@ -956,10 +957,11 @@ pub unsafe extern "C" fn C_DecryptUpdate(
     out_len: *mut CK_ULONG,
 ) -> CK_RV {
     guard(|| {
-        // SAFETY: the caller's contract for input and output length.
-        unsafe { op_update(session, OpKind::Decrypt, data, data_len) }?;
         // SAFETY: `out_len` is NULL or writable.
-        *unsafe { out(out_len) }? = 0;
+        let out_len = unsafe { out(out_len) }?;
+        // SAFETY: the caller's contract for the input.
+        unsafe { op_update(session, OpKind::Decrypt, data, data_len) }?;
+        *out_len = 0;
         Ok(())
     })
 }

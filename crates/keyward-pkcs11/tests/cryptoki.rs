@@ -1000,6 +1000,40 @@ fn c_boundary(_: &Fixture) {
             ),
             CKR_FUNCTION_NOT_SUPPORTED
         );
+        // PKCS#11 3.0: the interface list and C_GetInterface by name and version.
+        type GetInterface = unsafe extern "C" fn(
+            *mut CK_UTF8CHAR,
+            *mut CK_VERSION,
+            *mut *mut CK_INTERFACE,
+            CK_FLAGS,
+        ) -> CK_RV;
+        let get_if: libloading::Symbol<'_, GetInterface> = lib.get(b"C_GetInterface").unwrap();
+        let mut iface: *mut CK_INTERFACE = std::ptr::null_mut();
+        let mut v30 = CK_VERSION { major: 3, minor: 0 };
+        let mut name = *b"PKCS 11\0";
+        assert_eq!(get_if(name.as_mut_ptr(), &mut v30, &mut iface, 0), CKR_OK);
+        let list30 = &*((*iface).pFunctionList as *const CK_FUNCTION_LIST_3_0);
+        assert_eq!((list30.version.major, list30.version.minor), (3, 0));
+        assert!(list30.C_LoginUser.is_some() && list30.C_GetInterface.is_some());
+        let mut v240 = CK_VERSION {
+            major: 2,
+            minor: 40,
+        };
+        assert_eq!(
+            get_if(std::ptr::null_mut(), &mut v240, &mut iface, 0),
+            CKR_OK
+        );
+        assert_eq!((*((*iface).pFunctionList as *const CK_VERSION)).minor, 40);
+        let mut other = *b"Vendor\0";
+        assert_eq!(
+            get_if(other.as_mut_ptr(), std::ptr::null_mut(), &mut iface, 0),
+            CKR_ARGUMENTS_BAD
+        );
+        type GetList = unsafe extern "C" fn(*mut CK_INTERFACE, *mut CK_ULONG) -> CK_RV;
+        let get_list: libloading::Symbol<'_, GetList> = lib.get(b"C_GetInterfaceList").unwrap();
+        let mut count: CK_ULONG = 0;
+        assert_eq!(get_list(std::ptr::null_mut(), &mut count), CKR_OK);
+        assert_eq!(count, 2);
     }
 }
 
