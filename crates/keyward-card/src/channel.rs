@@ -23,11 +23,23 @@ pub enum CardError {
     Connect(String, std::io::Error),
     #[error(transparent)]
     Element(#[from] keyward_se::StorageError),
+    #[error("this transport cannot reset the card")]
+    ResetUnsupported,
 }
 
 /// Anything that carries APDUs to a card.
 pub trait CardChannel {
     fn transmit_raw(&mut self, apdu: &[u8]) -> Result<Vec<u8>, CardError>;
+
+    /// The card's ATR (a transport that has none of its own reports the SmartCard-HSM's).
+    fn atr(&mut self) -> Vec<u8> {
+        keyward_se::ATR.to_vec()
+    }
+
+    /// Resets the card and returns its ATR.
+    fn reset(&mut self) -> Result<Vec<u8>, CardError> {
+        Err(CardError::ResetUnsupported)
+    }
 
     /// Sends a command and parses the response.
     fn transmit(&mut self, cmd: &Command) -> Result<Response, CardError> {
@@ -40,6 +52,28 @@ impl<C: CardChannel + ?Sized> CardChannel for Box<C> {
     fn transmit_raw(&mut self, apdu: &[u8]) -> Result<Vec<u8>, CardError> {
         (**self).transmit_raw(apdu)
     }
+
+    fn atr(&mut self) -> Vec<u8> {
+        (**self).atr()
+    }
+
+    fn reset(&mut self) -> Result<Vec<u8>, CardError> {
+        (**self).reset()
+    }
+}
+
+impl<C: CardChannel + ?Sized> CardChannel for &mut C {
+    fn transmit_raw(&mut self, apdu: &[u8]) -> Result<Vec<u8>, CardError> {
+        (**self).transmit_raw(apdu)
+    }
+
+    fn atr(&mut self) -> Vec<u8> {
+        (**self).atr()
+    }
+
+    fn reset(&mut self) -> Result<Vec<u8>, CardError> {
+        (**self).reset()
+    }
 }
 
 /// A virtual element in this process.
@@ -48,6 +82,11 @@ pub struct InProcess<P: Persist>(pub Applet<P>);
 impl<P: Persist> CardChannel for InProcess<P> {
     fn transmit_raw(&mut self, apdu: &[u8]) -> Result<Vec<u8>, CardError> {
         Ok(self.0.transmit(apdu))
+    }
+
+    fn reset(&mut self) -> Result<Vec<u8>, CardError> {
+        self.0.reset();
+        Ok(keyward_se::ATR.to_vec())
     }
 }
 
@@ -79,6 +118,22 @@ impl PcscChannel {
 impl CardChannel for PcscChannel {
     fn transmit_raw(&mut self, apdu: &[u8]) -> Result<Vec<u8>, CardError> {
         Ok(self.card.transmit(apdu, &mut self.buf)?.to_vec())
+    }
+
+    fn atr(&mut self) -> Vec<u8> {
+        self.card
+            .status2_owned()
+            .map(|s| s.atr().to_vec())
+            .unwrap_or_else(|_| keyward_se::ATR.to_vec())
+    }
+
+    fn reset(&mut self) -> Result<Vec<u8>, CardError> {
+        self.card.reconnect(
+            pcsc::ShareMode::Shared,
+            pcsc::Protocols::ANY,
+            pcsc::Disposition::ResetCard,
+        )?;
+        Ok(self.atr())
     }
 }
 

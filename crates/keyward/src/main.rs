@@ -5,7 +5,9 @@ mod bench;
 mod bench_pkcs11;
 mod card;
 mod demo;
+mod device;
 mod se;
+mod server;
 
 use clap::{Parser, Subcommand};
 
@@ -28,6 +30,11 @@ enum Command {
     /// Cards and elements through a transport (pcsc:READER, se:STATE-FILE).
     #[command(subcommand)]
     Card(card::CardCommand),
+    /// The device side of RAMoverHTTP.
+    #[command(subcommand)]
+    Device(device::DeviceCommand),
+    /// The back end's RAMoverHTTP server.
+    Server(server::ServerArgs),
     /// Benchmarks against named peers.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -48,6 +55,8 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Se(cmd) => se::run(cmd),
         Command::Card(cmd) => card::run(cmd),
+        Command::Device(cmd) => device::run(cmd),
+        Command::Server(args) => server::run(&args),
         Command::Bench(cmd) => bench::run(cmd),
         Command::Demo(args) => demo::run(args),
     };
