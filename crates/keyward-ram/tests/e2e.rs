@@ -411,3 +411,84 @@ async fn session_limit_answers_503_with_retry_after() {
     assert_eq!(codes, vec![200, 200, 503]);
     assert_eq!(retry.unwrap(), "1");
 }
+
+/// Waits longer than the POST may be held, then works: the device gets empty keep-alive scripts
+/// meanwhile and the script still gets only its own answer.
+struct Slow;
+
+impl Service for Slow {
+    fn run<'a>(
+        &'a self,
+        session: &'a mut Session,
+    ) -> Pin<Box<dyn Future<Output = Result<(), ScriptError>> + Send + 'a>> {
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            let r = session.transmit(vec![SELECT.to_vec()]).await?;
+            if r[0] != [0x90, 0x00] {
+                return Err("SELECT failed".into());
+            }
+            Ok(())
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_scripts_keep_the_device_waiting_with_empty_scripts() {
+    let cfg = EngineConfig {
+        poll_timeout: Duration::from_millis(200),
+        ..EngineConfig::default()
+    };
+    let engine = Arc::new(Engine::new(cfg).service("slow", Slow));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/rt/slow", listener.local_addr().unwrap());
+    tokio::spawn(keyward_ram::server::serve(engine.clone(), listener));
+    let mut card = elements(1).pop().unwrap();
+    let (r, _) = run_session(&url, &mut card).await;
+    let summary = r.unwrap();
+    assert_eq!(summary.apdus, 1);
+    assert!(summary.round_trips >= 4, "keep-alives: {summary:?}");
+    assert_eq!(engine.metrics.sessions_completed.load(Ordering::Relaxed), 1);
+}
+
+/// A server replica that lost the session answers 410; the device starts over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_session_is_restarted_by_the_device() {
+    use axum::http::StatusCode;
+    use std::sync::atomic::AtomicUsize;
+    let posts = Arc::new(AtomicUsize::new(0));
+    let counter = posts.clone();
+    // First POST (initiation): a batch; second (its answer): 410 Gone, as a replica that never
+    // knew the session; third (the new initiation): done.
+    let app = axum::Router::new().route(
+        "/rt/x",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            async move {
+                match n {
+                    0 => {
+                        assert_eq!(body[0], 0xE8);
+                        (
+                            StatusCode::OK,
+                            vec![0xAA, 0x07, 0x22, 0x05, 0, 0x84, 0, 0, 8],
+                        )
+                    }
+                    1 => {
+                        assert_eq!(body[0], 0xAB);
+                        (StatusCode::GONE, Vec::new())
+                    }
+                    _ => {
+                        assert_eq!(body[0], 0xE8, "the device starts over");
+                        (StatusCode::NO_CONTENT, Vec::new())
+                    }
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/rt/x", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let mut card = elements(1).pop().unwrap();
+    let (r, _) = run_session(&url, &mut card).await;
+    assert_eq!(r.unwrap().round_trips, 3);
+    assert_eq!(posts.load(Ordering::SeqCst), 3);
+}

@@ -31,6 +31,9 @@ pub enum BenchCommand {
     /// C_Sign/s through libkeyward_pkcs11.so: embedded token vs SoftHSM2, over T=1 at I2C
     /// 400 kHz vs the bus bound, and over PC/SC.
     Pkcs11(crate::bench_pkcs11::Pkcs11Args),
+    /// RAMoverHTTP on loopback: sessions/s, APDUs/s, memory per idle session, wire bytes per
+    /// APDU.
+    Ram(crate::bench_ram::RamArgs),
     /// (internal) One PKCS#11 C_Sign loop in this process; prints `ec=<per s> rsa=<per s>`.
     #[command(hide = true)]
     SignLoop(SignLoopArgs),
@@ -86,6 +89,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Pki(a) => pki(&a),
         BenchCommand::T1(a) => t1(&a),
         BenchCommand::Pkcs11(a) => crate::bench_pkcs11::run(&a),
+        BenchCommand::Ram(a) => crate::bench_ram::run(&a),
         BenchCommand::SignLoop(a) => {
             let (ec, rsa) = sign_loop(&a)?;
             println!("ec={ec:.1} rsa={rsa:.1}");

@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_pkcs11;
+mod bench_ram;
 mod card;
 mod demo;
 mod device;
