@@ -754,6 +754,26 @@ impl Module {
 
     // ---- key generation and derivation ----------------------------------------------------
 
+    /// Runs a key generation on the element: a read-write session, the user logged in, and the
+    /// first free key id.
+    fn keygen<T>(
+        &self,
+        h: CK_SESSION_HANDLE,
+        f: impl FnOnce(&mut Token, u8) -> Result<T>,
+    ) -> Result<T> {
+        self.with(h, |s, t| {
+            if !s.rw {
+                return Err(Rv(CKR_SESSION_READ_ONLY));
+            }
+            if t.login != Some(CKU_USER) {
+                return Err(Rv(CKR_USER_NOT_LOGGED_IN));
+            }
+            t.invalidate();
+            let kid = t.run(|h| h.free_key_id())?;
+            f(t, kid)
+        })
+    }
+
     pub fn generate_key_pair(
         &self,
         h: CK_SESSION_HANDLE,
@@ -803,15 +823,7 @@ impl Module {
             .or(public.get(CKA_ID))
             .map(<[u8]>::to_vec);
         let list = mechanism::algorithm_list(matches!(spec, KeySpec::Rsa(_)), extractable);
-        self.with(h, |s, t| {
-            if !s.rw {
-                return Err(Rv(CKR_SESSION_READ_ONLY));
-            }
-            if t.login != Some(CKU_USER) {
-                return Err(Rv(CKR_USER_NOT_LOGGED_IN));
-            }
-            t.invalidate();
-            let kid = t.run(|h| h.free_key_id())?;
+        self.keygen(h, |t, kid| {
             t.run(|h| {
                 h.generate_key(
                     kid,
@@ -851,15 +863,7 @@ impl Module {
         }
         let label = tpl.string(CKA_LABEL)?.unwrap_or_default();
         let id = tpl.get(CKA_ID).map(<[u8]>::to_vec);
-        self.with(h, |s, t| {
-            if !s.rw {
-                return Err(Rv(CKR_SESSION_READ_ONLY));
-            }
-            if t.login != Some(CKU_USER) {
-                return Err(Rv(CKR_USER_NOT_LOGGED_IN));
-            }
-            t.invalidate();
-            let kid = t.run(|h| h.free_key_id())?;
+        self.keygen(h, |t, kid| {
             let id = id.clone().unwrap_or_else(|| vec![kid]);
             t.run(|h| {
                 h.generate_key(

@@ -67,27 +67,16 @@ fn serve_t1(state: PathBuf, socket: &Path) {
         let key = StateFile::default_key_path(&state);
         let (file, st) = StateFile::open(&state, &key).unwrap();
         let mut applet = Applet::new(st, file);
-        let variant = keyward_t1::Variant::NxpI2c;
-        let profile = keyward_t1::Profile::for_variant(variant);
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { continue };
-            let params = keyward_t1::params::nxp_atr(
-                keyward_t1::params::LinkParams {
-                    bwt_ms: 1000,
-                    ifsc: 254,
+        let _ =
+            keyward_t1::bus::serve_unix(
+                &listener,
+                keyward_t1::Variant::NxpI2c,
+                None,
+                |r| match r {
+                    keyward_t1::bus::CardRequest::Apdu(apdu) => applet.transmit(apdu),
+                    _ => Vec::new(),
                 },
-                b"KW",
             );
-            let mut engine = keyward_t1::CardEngine::new(profile, 254, params);
-            let mut bus = keyward_t1::bus::UnixBus::new(stream, profile);
-            let mut app = |apdu: &[u8]| applet.transmit(apdu);
-            let _ = keyward_t1::bus::serve_card(
-                &mut bus,
-                &mut engine,
-                &mut app,
-                Duration::from_millis(100),
-            );
-        }
     });
 }
 

@@ -177,16 +177,7 @@ pub async fn connect(
 ) -> Result<Summary, ClientError> {
     let mut summary = Summary::default();
     let mut restarts = 0;
-    let initiation = || Initiation {
-        atr: Vec::new(),
-        max_capdu: None,
-        max_rapdu: None,
-    };
-    let mut body = Initiation {
-        atr: card.atr(),
-        ..initiation()
-    }
-    .encode()?;
+    let mut body = Initiation::new(card.atr()).encode()?;
     let mut processed = 0u64;
     loop {
         summary.bytes_sent += body.len() as u64;
@@ -247,11 +238,7 @@ pub async fn connect(
                 restarts += 1;
                 processed = 0;
                 tracing::warn!("server lost the session; starting a new one");
-                body = Initiation {
-                    atr: card.atr(),
-                    ..initiation()
-                }
-                .encode()?;
+                body = Initiation::new(card.atr()).encode()?;
             }
             410 => return Err(ClientError::SessionLost),
             other => return Err(ClientError::HttpStatus(other)),

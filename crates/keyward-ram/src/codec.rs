@@ -100,6 +100,15 @@ fn utf8(v: &[u8]) -> Result<String, RamError> {
 }
 
 impl Initiation {
+    /// The initiation with only the ATR, as the C client sends it.
+    pub fn new(atr: Vec<u8>) -> Self {
+        Self {
+            atr,
+            max_capdu: None,
+            max_rapdu: None,
+        }
+    }
+
     pub fn encode(&self) -> Result<Vec<u8>, RamError> {
         let mut v = Vec::new();
         tlv::write(&mut v, tag::RESET_ATR, &self.atr)?;

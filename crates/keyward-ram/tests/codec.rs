@@ -35,11 +35,7 @@ impl Card for Ok9000 {
 #[test]
 fn reference_example_session() {
     // dev→srv POST E8 1A C0 18 <ATR>
-    let init = Initiation {
-        atr: h(ATR),
-        max_capdu: None,
-        max_rapdu: None,
-    };
+    let init = Initiation::new(h(ATR));
     assert_eq!(init.encode().unwrap(), h(&format!("E81AC018{ATR}")));
     assert_eq!(
         Initiation::decode(&h(&format!("E81AC018{ATR}"))).unwrap(),

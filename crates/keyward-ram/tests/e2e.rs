@@ -192,25 +192,16 @@ async fn client_over_the_t1_link() {
     let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
     let Element(mut applet) = elements(1).pop().unwrap();
     std::thread::spawn(move || {
-        let variant = keyward_t1::Variant::NxpI2c;
-        let profile = keyward_t1::Profile::for_variant(variant);
-        let (stream, _) = listener.accept().unwrap();
-        let params = keyward_t1::params::nxp_atr(
-            keyward_t1::params::LinkParams {
-                bwt_ms: 1000,
-                ifsc: 254,
-            },
-            b"KW",
-        );
-        let mut engine = keyward_t1::CardEngine::new(profile, 254, params);
-        let mut bus = keyward_t1::bus::UnixBus::new(stream, profile);
-        let mut app = |apdu: &[u8]| applet.transmit(apdu);
-        let _ = keyward_t1::bus::serve_card(
-            &mut bus,
-            &mut engine,
-            &mut app,
-            Duration::from_millis(100),
-        );
+        let _ =
+            keyward_t1::bus::serve_unix(
+                &listener,
+                keyward_t1::Variant::NxpI2c,
+                None,
+                |r| match r {
+                    keyward_t1::bus::CardRequest::Apdu(apdu) => applet.transmit(apdu),
+                    _ => Vec::new(),
+                },
+            );
     });
     let ch =
         keyward_card::T1Channel::connect_unix(sock.to_str().unwrap(), keyward_t1::Variant::NxpI2c)
@@ -299,13 +290,7 @@ async fn bad_requests_are_refused_without_effect_on_other_sessions() {
         }
     };
     let ct = keyward_ram::CONTENT_TYPE;
-    let init = Initiation {
-        atr: vec![0x3B, 0x00],
-        max_capdu: None,
-        max_rapdu: None,
-    }
-    .encode()
-    .unwrap();
+    let init = Initiation::new(vec![0x3B, 0x00]).encode().unwrap();
     let ab = ResponseScript::default().encode().unwrap();
     assert_eq!(post(init.clone(), "text/plain", None).await.status(), 415);
     assert_eq!(
@@ -386,13 +371,7 @@ async fn session_limit_answers_503_with_retry_after() {
     };
     let (_engine, base) = start(cfg).await;
     let http = reqwest::Client::new();
-    let init = Initiation {
-        atr: vec![0x3B, 0x00],
-        max_capdu: None,
-        max_rapdu: None,
-    }
-    .encode()
-    .unwrap();
+    let init = Initiation::new(vec![0x3B, 0x00]).encode().unwrap();
     let mut codes = Vec::new();
     let mut retry = None;
     for _ in 0..3 {

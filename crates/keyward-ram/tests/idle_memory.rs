@@ -31,13 +31,7 @@ async fn ten_thousand_idle_sessions_within_the_memory_bound() {
         .pool_max_idle_per_host(0)
         .build()
         .unwrap();
-    let body = Initiation {
-        atr: keyward_se::ATR.to_vec(),
-        max_capdu: None,
-        max_rapdu: None,
-    }
-    .encode()
-    .unwrap();
+    let body = Initiation::new(keyward_se::ATR.to_vec()).encode().unwrap();
     let open = |n: usize| {
         let (http, url, body) = (http.clone(), url.clone(), body.clone());
         async move {

@@ -279,3 +279,45 @@ fn run_with_wtx<B: Bus, F: FnMut(&[u8]) -> Vec<u8> + Send>(
         }
     })
 }
+
+/// What a card served by [`serve_unix`] is told.
+#[derive(Debug)]
+pub enum CardRequest<'a> {
+    /// A host connected: the card powers on (the answer is ignored).
+    PowerOn,
+    Apdu(&'a [u8]),
+    /// The connection ended with a link error (the answer is ignored).
+    LinkError(&'a io::Error),
+}
+
+/// Serves a card as a T=1 secure element on every connection of a Unix listener (each
+/// connection is a power-on), with the link parameters of `variant` and optional bus pacing.
+pub fn serve_unix<F: FnMut(CardRequest<'_>) -> Vec<u8> + Send>(
+    listener: &std::os::unix::net::UnixListener,
+    variant: Variant,
+    pace: Option<BusTiming>,
+    mut card: F,
+) -> io::Result<()> {
+    let profile = Profile::for_variant(variant);
+    let link = |bwt_ms| LinkParams { bwt_ms, ifsc: 254 };
+    let (bwt_ms, params) = match variant {
+        Variant::Iso => (1600, Vec::new()),
+        Variant::NxpI2c => (1000, params::nxp_atr(link(1000), b"KEYWARD")),
+        Variant::Gp => (300, params::gp_cip(link(300), b"KEYWARD")),
+    };
+    for stream in listener.incoming() {
+        let stream = stream?;
+        card(CardRequest::PowerOn);
+        let mut bus = UnixBus::new(stream, profile);
+        if let Some(t) = pace {
+            bus = bus.paced(t);
+        }
+        let mut engine = CardEngine::new(profile, 254, params.clone());
+        let mut app = |apdu: &[u8]| card(CardRequest::Apdu(apdu));
+        let wtx = Duration::from_millis(bwt_ms / 3);
+        if let Err(e) = serve_card(&mut bus, &mut engine, &mut app, wtx) {
+            card(CardRequest::LinkError(&e));
+        }
+    }
+    Ok(())
+}

@@ -257,11 +257,7 @@ pub fn run(a: &RamArgs) -> anyhow::Result<()> {
 
         // Idle sessions: started, then never answered.
         let http = reqwest::Client::builder().pool_max_idle_per_host(0).build()?;
-        let init = Initiation {
-            atr: keyward_se::ATR.to_vec(),
-            max_capdu: None,
-            max_rapdu: None,
-        }
+        let init = Initiation::new(keyward_se::ATR.to_vec())
         .encode()?;
         let open = |n: usize| {
             let (http, init, url) = (http.clone(), init.clone(), format!("{base}/rt/many"));

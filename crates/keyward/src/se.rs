@@ -151,8 +151,7 @@ fn serve_t1(
     variant: keyward_t1::Variant,
     pace: Option<keyward_t1::sim::BusTiming>,
 ) -> anyhow::Result<()> {
-    use keyward_t1::params::{LinkParams, gp_cip, nxp_atr};
-    use keyward_t1::{CardEngine, Profile, Variant};
+    use keyward_t1::bus::CardRequest;
     let path = endpoint
         .strip_prefix("unix:")
         .with_context(|| format!("T=1 endpoint {endpoint:?} must be unix:PATH"))?;
@@ -162,45 +161,18 @@ fn serve_t1(
     let _ = std::fs::remove_file(path);
     let listener =
         std::os::unix::net::UnixListener::bind(path).with_context(|| format!("binding {path}"))?;
-    let profile = Profile::for_variant(variant);
-    let (bwt_ms, params) = match variant {
-        Variant::Iso => (1600, Vec::new()),
-        Variant::NxpI2c => (
-            1000,
-            nxp_atr(
-                LinkParams {
-                    bwt_ms: 1000,
-                    ifsc: 254,
-                },
-                b"KEYWARD",
-            ),
-        ),
-        Variant::Gp => (
-            300,
-            gp_cip(
-                LinkParams {
-                    bwt_ms: 300,
-                    ifsc: 254,
-                },
-                b"KEYWARD",
-            ),
-        ),
-    };
     tracing::info!(path, ?variant, "serving T=1");
-    for stream in listener.incoming() {
-        let stream = stream?;
-        applet.reset();
-        let mut bus = keyward_t1::bus::UnixBus::new(stream, profile);
-        if let Some(t) = pace {
-            bus = bus.paced(t);
+    keyward_t1::bus::serve_unix(&listener, variant, pace, |request| match request {
+        CardRequest::PowerOn => {
+            applet.reset();
+            Vec::new()
         }
-        let mut engine = CardEngine::new(profile, 254, params.clone());
-        let mut app = |apdu: &[u8]| applet.transmit(apdu);
-        let wtx = std::time::Duration::from_millis(bwt_ms / 3);
-        if let Err(e) = keyward_t1::bus::serve_card(&mut bus, &mut engine, &mut app, wtx) {
+        CardRequest::Apdu(apdu) => applet.transmit(apdu),
+        CardRequest::LinkError(e) => {
             tracing::warn!(error = %e, "T=1 connection ended");
+            Vec::new()
         }
-    }
+    })?;
     Ok(())
 }
 
