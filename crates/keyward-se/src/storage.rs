@@ -94,10 +94,20 @@ impl StateFile {
             .write(true)
             .open(&path)
             .map_err(io(&path))?;
-        match file.try_lock() {
-            Ok(()) => Ok(file),
-            Err(TryLockError::WouldBlock) => Err(StorageError::Locked(state.to_path_buf())),
-            Err(TryLockError::Error(e)) => Err(io(&path)(e)),
+        // A lock just released can stay held for a moment by a process forked meanwhile (its
+        // copy of the descriptor lives until it execs), so a busy lock is tried a few times.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(250);
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(file),
+                Err(TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(TryLockError::WouldBlock) => {
+                    return Err(StorageError::Locked(state.to_path_buf()));
+                }
+                Err(TryLockError::Error(e)) => return Err(io(&path)(e)),
+            }
         }
     }
 
