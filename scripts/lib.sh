@@ -55,15 +55,15 @@ start_pcscd() {
     echo "# reusing the running pcscd"
     return
   fi
-  # vpcd must bind its port; if it cannot yet (a socket of an earlier run still holds it),
-  # pcscd comes up without the reader: start it again a little later.
-  for attempt in 1 2 3 4 5; do
+  # vpcd must bind its fixed port; while a socket of an earlier run still holds it (TIME_WAIT
+  # lasts a minute), pcscd comes up without the reader: start it again a little later.
+  for attempt in $(seq 12); do
     spawn "$WORK/pcscd.log" pcscd -f
     PCSCD_PID=$LAST_PID
     for _ in $(seq 50); do opensc-tool -l 2>/dev/null | grep -q "$READER" && return 0; sleep 0.1; done
     echo "# pcscd came up without '$READER' (attempt $attempt); restarting it"
     stop "$PCSCD_PID"
-    sleep 2
+    sleep 3
   done
   fail "pcscd does not offer reader '$READER'"
 }

@@ -102,8 +102,13 @@ impl DevCa {
             let file = Self::generate()?;
             let json =
                 serde_json::to_vec_pretty(&file).map_err(|_| DevPkiError::Corrupt(path.clone()))?;
-            // Two processes may race to create it: write privately, then link; the loser loads the winner's.
-            let tmp = dir.join(format!(".dev-ca.{}.tmp", std::process::id()));
+            // Two processes (or threads) may race to create it: write privately, then link; the
+            // loser loads the winner's.
+            let tmp = dir.join(format!(
+                ".dev-ca.{}.{}.tmp",
+                std::process::id(),
+                random_hex(8)?
+            ));
             write_atomically(&tmp, &json, 0o600)?;
             let linked = fs::hard_link(&tmp, &path);
             let _ = fs::remove_file(&tmp);
