@@ -471,3 +471,90 @@ pub fn parse_initialize_update(r: &[u8]) -> Result<CardInfo, SmError> {
         sequence_counter: (r.len() == 32).then(|| [r[29], r[30], r[31]]),
     })
 }
+
+/// Key diversification of a card's static keys from a master key (KMC) and the card's key
+/// diversification data, in GlobalPlatformPro's "KDF3" form (SP 800-108 counter mode with
+/// AES-CMAC under the KMC; per key: `i ‖ 00 00 00 ‖ kk ‖ 00 ‖ KDD`, kk = 01 ENC, 02 MAC, 03 DEK).
+/// GlobalPlatform standardises no scheme; this one interoperates with `gp --key-kdf kdf3`.
+pub fn diversify(kmc: &[u8], kdd: &[u8; 10]) -> Result<StaticKeys, SmError> {
+    let derive = |kk: u8| -> Result<Zeroizing<Vec<u8>>, SmError> {
+        let mut out = Zeroizing::new(Vec::with_capacity(kmc.len() + 16));
+        let mut i = 1u8;
+        while out.len() < kmc.len() {
+            let input = [&[i, 0, 0, 0, kk, 0][..], kdd].concat();
+            out.extend_from_slice(&crypto::aes_cmac(kmc, &input).map_err(|_| SmError::Crypto)?);
+            i += 1;
+        }
+        out.truncate(kmc.len());
+        Ok(out)
+    };
+    StaticKeys::new(&derive(1)?, &derive(2)?, &derive(3)?)
+}
+
+/// PUT KEY data for a whole SCP03 key set (new KVN, then ENC, MAC, DEK as `88` components
+/// encrypted under the current Key-DEK, each with its KCV), as GlobalPlatformPro sends it.
+pub fn put_key_data(dek: &[u8], kvn: u8, keys: &StaticKeys) -> Result<Vec<u8>, SmError> {
+    let mut out = vec![kvn];
+    for key in [&keys.enc, &keys.mac, &keys.dek] {
+        // AES-192 is padded with 8 bytes to whole blocks.
+        let mut clear = Zeroizing::new(key.to_vec());
+        while !clear.len().is_multiple_of(16) {
+            clear.push(0);
+        }
+        let ct = crypto::aes_cbc_encrypt(dek, &clear).map_err(|_| SmError::Crypto)?;
+        out.push(0x88);
+        out.push((ct.len() + 1) as u8);
+        out.push(key.len() as u8);
+        out.extend_from_slice(&ct);
+        out.push(0x03);
+        out.extend_from_slice(&kcv(key));
+    }
+    Ok(out)
+}
+
+/// Card side of PUT KEY for a key set: decrypts the components under Key-DEK, checks each KCV
+/// (`6982` on a mismatch), and returns the new KVN with the keys. Both encodings of GPCS
+/// §11.8.2.3 are accepted: `88 L len ct 03 kcv` and, for keys of whole blocks, `88 L ct 03 kcv`.
+pub fn parse_put_key(dek: &[u8], data: &[u8]) -> Result<(u8, StaticKeys), SmError> {
+    let (&kvn, mut rest) = data.split_first().ok_or(SmError::Malformed)?;
+    let mut keys: Vec<Zeroizing<Vec<u8>>> = Vec::new();
+    while !rest.is_empty() {
+        let [0x88, l, tail @ ..] = rest else {
+            return Err(SmError::Malformed);
+        };
+        let l = usize::from(*l);
+        let (block, tail) = (tail.get(..l).ok_or(SmError::Malformed)?, &tail[l..]);
+        let (key_len, ct) = if block.len().is_multiple_of(16) {
+            (block.len(), block)
+        } else {
+            let (n, ct) = block.split_first().ok_or(SmError::Malformed)?;
+            (usize::from(*n), ct)
+        };
+        if ct.is_empty() || !ct.len().is_multiple_of(16) || key_len > ct.len() {
+            return Err(SmError::Malformed);
+        }
+        let [0x03, k1, k2, k3, tail2 @ ..] = tail else {
+            return Err(SmError::Malformed);
+        };
+        let clear = Zeroizing::new(crypto::aes_cbc_decrypt(dek, ct).map_err(|_| SmError::Crypto)?);
+        let key = Zeroizing::new(clear[..key_len].to_vec());
+        if !bool::from(kcv(&key).ct_eq(&[*k1, *k2, *k3])) {
+            return Err(SmError::BadMac);
+        }
+        keys.push(key);
+        rest = tail2;
+    }
+    let [enc, mac, dek_new] = keys.as_slice() else {
+        return Err(SmError::Malformed);
+    };
+    Ok((kvn, StaticKeys::new(enc, mac, dek_new)?))
+}
+
+/// The PUT KEY response data: KVN ‖ the three KCVs.
+pub fn put_key_response(kvn: u8, keys: &StaticKeys) -> Vec<u8> {
+    let mut out = vec![kvn];
+    for key in [&keys.enc, &keys.mac, &keys.dek] {
+        out.extend_from_slice(&kcv(key));
+    }
+    out
+}

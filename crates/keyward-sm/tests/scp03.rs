@@ -9,7 +9,7 @@ use keyward_sm::SmError;
 use keyward_sm::scp03::{self, Scp03Host, Scp03Session, StaticKeys, kcv, parse_initialize_update};
 
 fn h(s: &str) -> Vec<u8> {
-    hex::decode(s.replace(' ', "")).unwrap()
+    hex::decode(s.split_whitespace().collect::<String>()).unwrap()
 }
 
 fn keys(len: usize) -> StaticKeys {
@@ -281,6 +281,7 @@ mod props {
         #[test]
         fn parsers_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
             let _ = parse_initialize_update(&bytes);
+            let _ = scp03::parse_put_key(&[0x40; 16], &bytes);
             let hs = Scp03Session::derive(&keys(16), &[0; 8], &[1; 8]).unwrap();
             let mut s = hs.session;
             let _ = s.card_external_authenticate(&bytes, &hs.host_cryptogram);
@@ -288,4 +289,82 @@ mod props {
             let _ = s.unwrap_response(&bytes);
         }
     }
+}
+
+#[test]
+fn kdf3_diversification_matches_globalplatformpro() {
+    let kdd: [u8; 10] = h("00010203040506070809").try_into().unwrap();
+    for (len, kcvs) in [
+        (16usize, ["E79C05", "D1BD77", "3FDE8C"]),
+        (24, ["1DE8EA", "47C00C", "C04D76"]),
+        (32, ["2972D2", "036F94", "5D57B8"]),
+    ] {
+        let kmc: Vec<u8> = (0x40..0x40 + len as u8).collect();
+        let k = scp03::diversify(&kmc, &kdd).unwrap();
+        assert_eq!(kcv(&k.enc).to_vec(), h(kcvs[0]), "AES-{}", len * 8);
+        assert_eq!(kcv(&k.mac).to_vec(), h(kcvs[1]));
+        assert_eq!(kcv(&k.dek).to_vec(), h(kcvs[2]));
+    }
+    let kmc = h("8C72C72CF908411653018807950D82FBAD947562F0828A0B10B8B9606ABF3BCD");
+    let k = scp03::diversify(&kmc, &h("D9B1DE5D0362DEDCE4FB").try_into().unwrap()).unwrap();
+    assert_eq!(
+        k.enc.to_vec(),
+        h("9AAC5D0B3601F89438A0D9D0B6B256CFB47E6462DFA5228D3420C4AC7C224781")
+    );
+}
+
+#[test]
+fn put_key_both_roles() {
+    let dek = h("404142434445464748494A4B4C4D4E4F");
+    let data = scp03::put_key_data(&dek, 0x30, &keys(16)).unwrap();
+    assert_eq!(
+        data,
+        h("30
+           8811 10 3D0FA4B855D2A5AA4954B8B5DF582A3A 03 C35280
+           8811 10 790ACCDA858B997029FA9AE50C9CD028 03 013808
+           8811 10 8CAA7F589AA0CEB6350A45E70A6E435B 03 840DE5")
+    );
+    let (kvn, got) = scp03::parse_put_key(&dek, &data).unwrap();
+    assert_eq!(kvn, 0x30);
+    assert_eq!(*got.mac, *keys(16).mac);
+    assert_eq!(
+        scp03::put_key_response(kvn, &got),
+        h("30 C35280 013808 840DE5")
+    );
+    // pySim's encoding without the length byte is accepted too.
+    let short = h(
+        "30 8810 3D0FA4B855D2A5AA4954B8B5DF582A3A 03 C35280 8810 790ACCDA858B997029FA9AE50C9CD028 03 013808
+         8810 8CAA7F589AA0CEB6350A45E70A6E435B 03 840DE5",
+    );
+    assert_eq!(
+        *scp03::parse_put_key(&dek, &short).unwrap().1.enc,
+        *keys(16).enc
+    );
+    // AES-256 and AES-192 sets round-trip.
+    for len in [24, 32] {
+        let data = scp03::put_key_data(&dek, 0x31, &keys(len)).unwrap();
+        let (_, got) = scp03::parse_put_key(&dek, &data).unwrap();
+        assert_eq!(*got.dek, *keys(len).dek);
+    }
+    // A wrong KCV (or a wrong DEK) is refused.
+    let mut bad = data_with_bad_kcv(&dek);
+    assert!(matches!(
+        scp03::parse_put_key(&dek, &bad),
+        Err(SmError::BadMac)
+    ));
+    bad.truncate(10);
+    assert!(scp03::parse_put_key(&dek, &bad).is_err());
+    assert!(matches!(
+        scp03::parse_put_key(
+            &[0x11; 16],
+            &scp03::put_key_data(&dek, 0x30, &keys(16)).unwrap()
+        ),
+        Err(SmError::BadMac)
+    ));
+}
+
+fn data_with_bad_kcv(dek: &[u8]) -> Vec<u8> {
+    let mut d = scp03::put_key_data(dek, 0x30, &keys(16)).unwrap();
+    d[21] ^= 1;
+    d
 }
