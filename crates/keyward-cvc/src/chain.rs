@@ -59,7 +59,7 @@ fn name(b: &[u8]) -> String {
 }
 
 fn fmt_date(d: CvDate) -> String {
-    format!("{:04}-{:02}-{:02}", d.year, d.month, d.day)
+    d.to_string()
 }
 
 fn check_role(cert: &Certificate, expected: u8) -> Result<(), ChainError> {

@@ -4,6 +4,7 @@
 mod bench;
 mod bench_pkcs11;
 mod bench_ram;
+mod ca;
 mod card;
 mod demo;
 mod device;
@@ -31,6 +32,9 @@ enum Command {
     /// Cards and elements through a transport (pcsc:READER, se:STATE-FILE).
     #[command(subcommand)]
     Card(card::CardCommand),
+    /// Certification authorities.
+    #[command(subcommand)]
+    Ca(ca::CaCommand),
     /// The device side of RAMoverHTTP.
     #[command(subcommand)]
     Device(device::DeviceCommand),
@@ -56,6 +60,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Se(cmd) => se::run(cmd),
         Command::Card(cmd) => card::run(cmd),
+        Command::Ca(cmd) => ca::run(cmd),
         Command::Device(cmd) => device::run(cmd),
         Command::Server(args) => server::run(&args),
         Command::Bench(cmd) => bench::run(cmd),

@@ -201,12 +201,8 @@ fn info(a: &InfoArgs) -> anyhow::Result<()> {
                 "certificate:    CHR {} CAR {} role {role:02X} valid {}..{}",
                 String::from_utf8_lossy(&b.chr),
                 String::from_utf8_lossy(b.car.as_deref().unwrap_or_default()),
-                b.effective
-                    .map(|d| format!("{:04}-{:02}-{:02}", d.year, d.month, d.day))
-                    .unwrap_or_default(),
-                b.expiration
-                    .map(|d| format!("{:04}-{:02}-{:02}", d.year, d.month, d.day))
-                    .unwrap_or_default(),
+                b.effective.map(|d| d.to_string()).unwrap_or_default(),
+                b.expiration.map(|d| d.to_string()).unwrap_or_default(),
             );
         }
     }
