@@ -23,6 +23,8 @@ pub enum SmError {
     TooLong,
     #[error("cryptographic failure")]
     Crypto,
+    #[error("the SCP03 sequence counter is exhausted")]
+    CounterExhausted,
 }
 
 impl SmError {
@@ -30,6 +32,7 @@ impl SmError {
     pub fn status_word(&self) -> StatusWord {
         match self {
             Self::MissingDataObject => StatusWord::SM_DATA_MISSING,
+            Self::CounterExhausted => StatusWord::CONDITIONS_NOT_SATISFIED,
             _ => StatusWord::SM_DATA_INCORRECT,
         }
     }

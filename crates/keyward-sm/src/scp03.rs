@@ -558,3 +558,43 @@ pub fn put_key_response(kvn: u8, keys: &StaticKeys) -> Vec<u8> {
     }
     out
 }
+
+/// The card's answer to INITIALIZE UPDATE in pseudo-random challenge mode.
+pub struct CardGreeting {
+    /// Response data: KDD ‖ KVN 03 i ‖ card challenge ‖ card cryptogram ‖ sequence counter.
+    pub response: Vec<u8>,
+    /// The session keys and the host cryptogram EXTERNAL AUTHENTICATE must carry.
+    pub handshake: Handshake,
+}
+
+/// Card side of INITIALIZE UPDATE (S8, pseudo-random challenge): increments the key set's
+/// sequence counter (the caller persists it before answering), derives the card challenge from
+/// it and the security domain's AID, and answers with the card cryptogram. `6985` semantics:
+/// an exhausted counter is refused.
+pub fn card_initialize_update(
+    keys: &StaticKeys,
+    kvn: u8,
+    i: u8,
+    counter: &mut u32,
+    kdd: &[u8; 10],
+    aid: &[u8],
+    host_challenge: &[u8],
+) -> Result<CardGreeting, SmError> {
+    let host_challenge: &[u8; 8] = host_challenge.try_into().map_err(|_| SmError::Malformed)?;
+    if *counter >= 0x00FF_FFFF {
+        return Err(SmError::CounterExhausted);
+    }
+    *counter += 1;
+    let [_, c1, c2, c3] = counter.to_be_bytes();
+    let card_challenge = card_challenge(&keys.enc, [c1, c2, c3], aid)?;
+    let handshake = Scp03Session::derive(keys, host_challenge, &card_challenge)?;
+    let mut response = kdd.to_vec();
+    response.extend_from_slice(&[kvn, 0x03, i]);
+    response.extend_from_slice(&card_challenge);
+    response.extend_from_slice(&handshake.card_cryptogram);
+    response.extend_from_slice(&[c1, c2, c3]);
+    Ok(CardGreeting {
+        response,
+        handshake,
+    })
+}

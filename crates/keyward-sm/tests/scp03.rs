@@ -368,3 +368,44 @@ fn data_with_bad_kcv(dek: &[u8]) -> Vec<u8> {
     d[21] ^= 1;
     d
 }
+
+/// The card's INITIALIZE UPDATE responses of the recorded sessions, reproduced from the key set,
+/// the counter and the security domain's AID (an SGP.22 ISD-R).
+#[test]
+fn card_initialize_update_reproduces_the_recorded_responses() {
+    let aid = h("A0000005591010FFFFFFFF8900000100");
+    for v in &VECTORS {
+        let iu = h(v.initialize_update);
+        let expected = h(v.response);
+        let mut counter = u32::from_be_bytes([0, expected[29], expected[30], expected[31]]) - 1;
+        let g = scp03::card_initialize_update(
+            &keys(16),
+            0x30,
+            0x70,
+            &mut counter,
+            &[0; 10],
+            &aid,
+            &iu[5..13],
+        )
+        .unwrap();
+        assert_eq!(g.response, expected);
+        // …and the host's EXTERNAL AUTHENTICATE opens the card's session.
+        let mut card = g.handshake.session;
+        card.card_external_authenticate(&h(v.external_authenticate), &g.handshake.host_cryptogram)
+            .unwrap();
+        assert_eq!(card.level(), v.level);
+    }
+    let mut exhausted = 0x00FF_FFFF;
+    assert!(matches!(
+        scp03::card_initialize_update(
+            &keys(16),
+            0x30,
+            0x70,
+            &mut exhausted,
+            &[0; 10],
+            &aid,
+            &[0; 8]
+        ),
+        Err(SmError::CounterExhausted)
+    ));
+}
