@@ -4,6 +4,8 @@
 //! as CardContact runs its own CAs; signatures are made with SIGN `73` (ECDSA-SHA-256) there.
 #![forbid(unsafe_code)]
 
+pub mod production;
+
 use keyward_card::{CardChannel, Hsm, HsmError, KeyOptions, KeySpec};
 use keyward_crypto::Curve;
 use keyward_cvc::{AuthenticatedRequest, Body, Certificate, Chat, CvDate, PublicKey, oid};
@@ -23,6 +25,62 @@ pub enum CaError {
     Signature(#[from] keyward_crypto::CryptoError),
     #[error("invalid holder reference {0:?}: {1}")]
     Chr(String, &'static str),
+    #[error("the CA certificate is not for this key")]
+    CertificateMismatch,
+}
+
+/// A CA's signing key: ECDSA with SHA-256, signatures in TR-03111 plain form.
+pub trait CaKey {
+    fn curve(&self) -> Curve;
+    /// The uncompressed public point.
+    fn point(&self) -> &[u8];
+    /// Signs SHA-256 of `data`; returns `r‖s`.
+    fn sign(&mut self, data: &[u8]) -> Result<Vec<u8>, CaError>;
+
+    /// The public key as it appears in a certificate (`with_domain` for self-signed roots).
+    fn public_key(&self, with_domain: bool) -> PublicKey {
+        PublicKey::Ec {
+            algorithm: oid::TA_ECDSA_SHA256.to_vec(),
+            domain: with_domain.then(|| self.curve().domain()),
+            point: self.point().to_vec(),
+        }
+    }
+}
+
+/// A CA key held in this process's memory (loaded from an encrypted key file).
+pub struct SoftwareKey {
+    key: keyward_crypto::PrivateKey,
+    curve: Curve,
+    point: Vec<u8>,
+}
+
+impl SoftwareKey {
+    pub fn new(key: keyward_crypto::EcKey) -> Self {
+        let (curve, point) = (key.curve(), key.public_point().to_vec());
+        Self {
+            key: keyward_crypto::PrivateKey::Ec(key),
+            curve,
+            point,
+        }
+    }
+}
+
+impl CaKey for SoftwareKey {
+    fn curve(&self) -> Curve {
+        self.curve
+    }
+
+    fn point(&self) -> &[u8] {
+        &self.point
+    }
+
+    fn sign(&mut self, data: &[u8]) -> Result<Vec<u8>, CaError> {
+        Ok(keyward_cvc::signature::sign(
+            &self.key,
+            oid::TA_ECDSA_SHA256,
+            data,
+        )?)
+    }
 }
 
 /// Roles in the certificate holder authorization (SmartCard-HSM CHAT).
@@ -127,14 +185,15 @@ impl<C: CardChannel> ElementKey<C> {
     pub fn into_channel(self) -> C {
         self.hsm.into_channel()
     }
+}
 
-    /// The public key as it appears in a certificate (`with_domain` for self-signed roots).
-    pub fn public_key(&self, with_domain: bool) -> PublicKey {
-        PublicKey::Ec {
-            algorithm: oid::TA_ECDSA_SHA256.to_vec(),
-            domain: with_domain.then(|| self.curve.domain()),
-            point: self.point.clone(),
-        }
+impl<C: CardChannel> CaKey for ElementKey<C> {
+    fn curve(&self) -> Curve {
+        self.curve
+    }
+
+    fn point(&self) -> &[u8] {
+        &self.point
     }
 
     /// TR-03111 signature (plain `r‖s`) over SHA-256 of `data`, made by the element.
@@ -148,34 +207,29 @@ impl<C: CardChannel> ElementKey<C> {
 }
 
 /// A CV certificate authority: its key and its own certificate.
-pub struct CvcCa<C: CardChannel> {
-    key: ElementKey<C>,
+pub struct CvcCa<K: CaKey> {
+    key: K,
     pub certificate: Certificate,
 }
 
-impl<C: CardChannel> CvcCa<C> {
+impl<K: CaKey> CvcCa<K> {
     /// A CA with its certificate (which must be for this key).
-    pub fn new(key: ElementKey<C>, certificate: Certificate) -> Result<Self, CaError> {
+    pub fn new(key: K, certificate: Certificate) -> Result<Self, CaError> {
         if certificate.body.public_key != key.public_key(true)
             && certificate.body.public_key != key.public_key(false)
         {
-            return Err(CaError::UnsupportedKey(key.kid));
+            return Err(CaError::CertificateMismatch);
         }
         Ok(Self { key, certificate })
     }
 
     /// The CA's key, e.g. to close its element.
-    pub fn into_key(self) -> ElementKey<C> {
+    pub fn into_key(self) -> K {
         self.key
     }
 
     /// A self-signed root (role `C0`, domain parameters included) valid from `from` for `days`.
-    pub fn root(
-        mut key: ElementKey<C>,
-        chr: &str,
-        from: CvDate,
-        days: u32,
-    ) -> Result<Self, CaError> {
+    pub fn root(mut key: K, chr: &str, from: CvDate, days: u32) -> Result<Self, CaError> {
         let body = Body {
             cpi: 0,
             car: Some(chr.as_bytes().to_vec()),
@@ -220,14 +274,15 @@ impl<C: CardChannel> CvcCa<C> {
     }
 
     /// Certifies another CA's key (e.g. a Device Issuer CA under the root).
-    pub fn certify_ca<D: CardChannel>(
+    pub fn certify_ca<D: CaKey>(
         &mut self,
-        key: ElementKey<D>,
+        key: D,
         chr: &str,
         from: CvDate,
         days: u32,
     ) -> Result<CvcCa<D>, CaError> {
-        let certificate = self.certify(&key.point, chr, role::DEVICE_ISSUER, from, days)?;
+        let point = key.point().to_vec();
+        let certificate = self.certify(&point, chr, role::DEVICE_ISSUER, from, days)?;
         Ok(CvcCa { key, certificate })
     }
 }

@@ -61,10 +61,23 @@ impl Persist for MemoryStore {
     }
 }
 
+/// Which application is selected on the basic channel.
+#[derive(Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Selected {
+    #[default]
+    Nothing,
+    /// The SmartCard-HSM applet.
+    Hsm,
+    /// The Issuer Security Domain (card manager).
+    Isd,
+}
+
 /// Per-session (power-cycle / re-select) volatile state.
 #[derive(Default)]
 pub(crate) struct Session {
-    pub selected: bool,
+    pub selected: Selected,
+    /// The card manager's secure channel and personalization session.
+    pub isd: crate::card_manager::IsdSession,
     pub user_verified: bool,
     pub current_ef: Option<u16>,
     /// The secure-messaging channel, once chip authentication succeeded.
@@ -110,6 +123,9 @@ impl<P: Persist> Applet<P> {
     /// Processes one command APDU and returns the response APDU.
     pub fn transmit(&mut self, apdu: &[u8]) -> Vec<u8> {
         let response = match CommandView::parse(apdu) {
+            Ok(cmd) if self.session.selected == Selected::Isd && !is_select(&cmd) => {
+                self.card_manager_transmit(apdu, &cmd)
+            }
             Ok(cmd) if cmd.cla & 0x0C == 0x0C => self.process_protected(&cmd),
             Ok(cmd) => {
                 if self.session.sm.is_some() {
@@ -183,7 +199,7 @@ impl<P: Persist> Applet<P> {
         if cmd.ins == 0xA4 && !proprietary {
             return self.select(cmd);
         }
-        if !self.session.selected {
+        if self.session.selected != Selected::Hsm {
             return Err(Sw::INS_NOT_SUPPORTED);
         }
         match (proprietary, cmd.ins) {
@@ -268,14 +284,25 @@ impl<P: Persist> Applet<P> {
             _ => return Err(Sw::INCORRECT_P1P2),
         };
         match cmd.p1 {
+            0x04 if self.state.card.is_some() && crate::card_manager::is_isd_aid(cmd.data) => {
+                self.session = Session {
+                    selected: Selected::Isd,
+                    ..Session::default()
+                };
+                Ok(Response::ok(if want_fcp {
+                    crate::card_manager::isd_fci()?
+                } else {
+                    Vec::new()
+                }))
+            }
             0x04 => {
-                if cmd.data != AID {
+                if cmd.data != AID || !self.applet_selectable() {
                     return Err(Sw::FILE_NOT_FOUND);
                 }
                 // Re-selecting the applet is the logout: authentication state and secure
                 // messaging are dropped.
                 self.session = Session {
-                    selected: true,
+                    selected: Selected::Hsm,
                     ..Session::default()
                 };
                 Ok(Response::ok(if want_fcp {
@@ -284,7 +311,7 @@ impl<P: Persist> Applet<P> {
                     Vec::new()
                 }))
             }
-            0x00 | 0x02 if self.session.selected => {
+            0x00 | 0x02 if self.session.selected == Selected::Hsm => {
                 let fid: [u8; 2] = cmd.data.try_into().map_err(|_| Sw::WRONG_DATA)?;
                 let fid = u16::from_be_bytes(fid);
                 if fid == fid::MF {
@@ -492,6 +519,11 @@ impl<P: Persist> Applet<P> {
         getrandom::fill(&mut out).map_err(|_| Sw::UNKNOWN)?;
         Ok(Response::ok(out))
     }
+}
+
+/// SELECT by name (any class without secure messaging), which leaves the current application.
+fn is_select(cmd: &CommandView<'_>) -> bool {
+    cmd.cla & 0xFC == 0x00 && cmd.ins == 0xA4 && cmd.p1 == 0x04
 }
 
 /// Offset DO `54` of the odd-INS READ/UPDATE BINARY (1–4 bytes; absent = 0).

@@ -107,8 +107,13 @@ impl<P: Persist> Applet<P> {
         if !std::mem::take(&mut self.session.ca_ready) {
             return Err(Sw::CONDITIONS_NOT_SATISFIED);
         }
-        let device = EcKey::from_private(self.state.device.curve, &self.state.device.private.0)
-            .map_err(|_| Sw::UNKNOWN)?;
+        let device = self
+            .state
+            .device
+            .as_ref()
+            .ok_or(Sw::CONDITIONS_NOT_SATISFIED)?;
+        let device =
+            EcKey::from_private(device.curve, &device.private.0).map_err(|_| Sw::UNKNOWN)?;
         let (response, session) =
             keyward_sm::card_chip_authentication(&device, cmd.data).map_err(|_| Sw::WRONG_DATA)?;
         // Authentication done in plain before the channel stays valid inside it.

@@ -139,6 +139,14 @@ impl DevCa {
         })
     }
 
+    /// A copy of the DICA's private key, for a CA that signs in this process.
+    pub fn dica_key(&self) -> Result<EcKey, DevPkiError> {
+        Ok(EcKey::from_private(
+            self.dica_key.curve(),
+            self.dica_key.private_bytes(),
+        )?)
+    }
+
     fn generate() -> Result<CaFile, DevPkiError> {
         let inst = random_hex(2)?;
         let srca_chr = format!("KWSRCA{inst}00001").into_bytes();
@@ -219,23 +227,28 @@ impl DevCa {
             crate::state::HexBytes(c_devaut),
         );
         Ok(State {
-            device: DeviceKey {
+            device: Some(DeviceKey {
                 curve: DEVICE_CURVE,
                 private: SecretBytes::new(device_key.private_bytes().to_vec()),
                 chr,
-            },
+            }),
             config: None,
             keys: std::collections::BTreeMap::new(),
             files,
             roots: vec![crate::state::HexBytes(self.srca.raw.clone())],
+            card: None,
         })
     }
 }
 
 /// PrK.DevAut of an element.
 pub fn device_key(state: &State) -> Result<PrivateKey, crypto::CryptoError> {
+    let device = state
+        .device
+        .as_ref()
+        .ok_or(crypto::CryptoError::InvalidKey)?;
     Ok(PrivateKey::Ec(EcKey::from_private(
-        state.device.curve,
-        &state.device.private.0,
+        device.curve,
+        &device.private.0,
     )?))
 }

@@ -218,7 +218,7 @@ impl<P: Persist> Applet<P> {
 
     /// CHR for a request whose template names none: the device id's serial part and the key id.
     fn default_chr(&self, kid: u8) -> Vec<u8> {
-        let chr = &self.state.device.chr;
+        let chr = self.state.device_chr();
         let serial = &chr[..chr.len().saturating_sub(5)];
         format!("{serial}{kid:05}").into_bytes()
     }
@@ -230,7 +230,7 @@ impl<P: Persist> Applet<P> {
             keyward_cvc::signature::sign(key, algorithm, &body.encode().map_err(|_| Sw::UNKNOWN)?)
                 .map_err(|_| Sw::UNKNOWN)?;
         let request = Certificate::assemble(body, inner_sig).map_err(|_| Sw::UNKNOWN)?;
-        let device_chr = self.state.device.chr.as_bytes().to_vec();
+        let device_chr = self.state.device_chr().as_bytes().to_vec();
         let signed = AuthenticatedRequest::outer_signed_data(&request, &device_chr)
             .map_err(|_| Sw::UNKNOWN)?;
         let device = crate::dev_pki::device_key(&self.state).map_err(|_| Sw::UNKNOWN)?;

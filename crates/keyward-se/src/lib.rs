@@ -9,13 +9,16 @@ pub use keyward_crypto as crypto;
 
 mod applet;
 mod auth;
+mod card_manager;
 pub mod dev_pki;
 mod keygen;
 mod ops;
+mod perso;
 mod pin;
 pub mod state;
 pub mod storage;
 pub mod vpcd;
 
 pub use applet::{AID, ATR, Applet, MemoryStore, Persist, VERSION};
+pub use card_manager::{ISD_AID, PACKAGE_AID, dgi};
 pub use storage::{StateFile, StorageError, read_snapshot};

@@ -142,7 +142,13 @@ impl<P: Persist> Applet<P> {
             out.extend_from_slice(&[0x00, crate::VERSION.0, crate::VERSION.1]);
             return Ok(Response::ok(out));
         }
-        let p = InitParams::parse(cmd.data)?;
+        self.initialize_device(cmd.data)?;
+        Ok(Response::ok(Vec::new()))
+    }
+
+    /// INITIALIZE DEVICE proper (also reached through the applet's personalization).
+    pub(crate) fn initialize_device(&mut self, data: &[u8]) -> Result<(), Sw> {
+        let p = InitParams::parse(data)?;
         let so_pin = p.so_pin.ok_or(Sw::WRONG_DATA)?;
         let new_config = Config {
             options: p.options,
@@ -194,7 +200,7 @@ impl<P: Persist> Applet<P> {
         self.invalidate_keys();
         self.session.user_verified = false;
         self.session.current_ef = None;
-        Ok(Response::ok(Vec::new()))
+        Ok(())
     }
 
     fn free_memory(&self) -> usize {

@@ -11,8 +11,10 @@ use keyward_crypto::Curve;
 /// The persistent state of one element.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct State {
-    /// PrK.DevAut and the identity bound to it; survives re-initialization.
-    pub device: DeviceKey,
+    /// PrK.DevAut and the identity bound to it; survives re-initialization. `None` on a blank
+    /// element until the applet's personalization generates it.
+    #[serde(default)]
+    pub device: Option<DeviceKey>,
     /// `None` until the first INITIALIZE DEVICE.
     pub config: Option<Config>,
     /// Key objects by key id (`CCxx`); key 00 is the device key held in `device`.
@@ -22,6 +24,11 @@ pub struct State {
     /// Root CV certificates the element knows (MSE SET DST / PSO VERIFY CERTIFICATE start here).
     #[serde(default)]
     pub roots: Vec<HexBytes>,
+    /// The GlobalPlatform card content of an element made blank (`se new --blank`) and produced
+    /// through its card manager. `None` for elements created with their identity (the
+    /// development path): those have no card manager and the applet is always selectable.
+    #[serde(default)]
+    pub card: Option<CardContent>,
 }
 
 impl State {
@@ -30,6 +37,77 @@ impl State {
         // Version 1 is the first format; later versions add their upgrade steps here.
         let _ = version;
         serde_json::from_slice(json)
+    }
+}
+
+/// GlobalPlatform life-cycle states ([GPCS] §5).
+pub mod life_cycle {
+    pub const OP_READY: u8 = 0x01;
+    pub const INITIALIZED: u8 = 0x07;
+    pub const SECURED: u8 = 0x0F;
+    pub const CARD_LOCKED: u8 = 0x7F;
+    pub const TERMINATED: u8 = 0xFF;
+    pub const APP_INSTALLED: u8 = 0x03;
+    pub const APP_SELECTABLE: u8 = 0x07;
+    /// Application-specific state of the SmartCard-HSM instance once its device identity is set.
+    pub const APP_PERSONALIZED: u8 = 0x0F;
+    /// Set on top of an application's state while it is locked.
+    pub const APP_LOCKED_BIT: u8 = 0x80;
+}
+
+/// What the Issuer Security Domain keeps: the card life cycle, its SCP03 key sets, the sequence
+/// counter and the registry entry of the applet instance.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CardContent {
+    pub life_cycle: u8,
+    /// Key diversification data (10 bytes), the card's serial as INITIALIZE UPDATE shows it.
+    pub kdd: HexBytes,
+    /// SCP03 key sets by key version number.
+    pub key_sets: BTreeMap<u8, ScpKeySet>,
+    /// SCP03 sequence counter (pseudo-random card challenges).
+    pub counter: u32,
+    /// The SmartCard-HSM instance, once installed.
+    pub applet: Option<AppletEntry>,
+}
+
+/// One SCP03 key set.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScpKeySet {
+    pub enc: SecretBytes,
+    pub mac: SecretBytes,
+    pub dek: SecretBytes,
+}
+
+/// The registry entry of an installed applet instance.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AppletEntry {
+    pub life_cycle: u8,
+    pub privileges: HexBytes,
+}
+
+impl State {
+    /// A blank element: a card manager in OP_READY whose only key set is the Key for Secure
+    /// Transport, no applet instance, no identity.
+    pub fn blank(kst: ScpKeySet, kvn: u8, kdd: [u8; 10]) -> Self {
+        Self {
+            device: None,
+            config: None,
+            keys: BTreeMap::new(),
+            files: BTreeMap::new(),
+            roots: Vec::new(),
+            card: Some(CardContent {
+                life_cycle: life_cycle::OP_READY,
+                kdd: HexBytes(kdd.to_vec()),
+                key_sets: BTreeMap::from([(kvn, kst)]),
+                counter: 0,
+                applet: None,
+            }),
+        }
+    }
+
+    /// The device id (CHR of the device certificate); empty before personalization.
+    pub fn device_chr(&self) -> &str {
+        self.device.as_ref().map_or("", |d| d.chr.as_str())
     }
 }
 

@@ -487,7 +487,7 @@ fn reinitialization_keeps_device_identity_only() {
         Command::new(0, 0xD7, 0xC9, 1).with_data(vec![0x54, 2, 0, 0, 0x53, 1, 0xAA]),
     );
     let chain = card.state().files.get(&0x2F02).unwrap().clone();
-    let chr = card.state().device.chr.clone();
+    let chr = card.state().device_chr().to_string();
     let (_, sw) = send(
         &mut card,
         Command::new(0x80, 0x50, 0, 0).with_data(common::init_data(1, b"111111", b"wrongpin", 3)),
@@ -509,7 +509,7 @@ fn reinitialization_keeps_device_identity_only() {
         vec![0x2F02]
     );
     assert_eq!(card.state().files.get(&0x2F02), Some(&chain));
-    assert_eq!(card.state().device.chr, chr);
+    assert_eq!(card.state().device_chr(), chr);
 }
 
 #[test]

@@ -53,7 +53,7 @@ fn state_file_reveals_no_secret() {
     };
     for secret in [
         hex::encode(&key.0),
-        hex::encode(&state.device.private.0),
+        hex::encode(&state.device.as_ref().unwrap().private.0),
         hex::encode(PIN),
         String::from_utf8_lossy(PIN).into(),
     ] {
@@ -63,7 +63,7 @@ fn state_file_reveals_no_secret() {
         );
     }
     assert!(
-        !text.contains(&state.device.chr),
+        !text.contains(state.device_chr()),
         "even the device id is sealed"
     );
     // The master key lives in a separate owner-only file.
@@ -182,7 +182,7 @@ fn write_fixture_v1() {
 fn version_1_fixture_still_loads() {
     let path = Path::new(FIXTURE_V1);
     let state: State = read_snapshot(path, &key_path(path)).unwrap();
-    assert!(state.device.chr.starts_with("KWD"));
+    assert!(state.device_chr().starts_with("KWD"));
     assert!(matches!(state.keys[&1].material, KeyMaterial::Aes { .. }));
     assert_eq!(state.files[&0xC901].0, vec![0xAB, 0xCD]);
     // And the element behind it still works: the PIN verifies, the key computes.

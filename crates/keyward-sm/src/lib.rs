@@ -5,9 +5,11 @@
 
 mod ca;
 mod error;
+pub mod key_file;
 mod messaging;
 pub mod scp03;
 
 pub use ca::{CA_OID, ChipAuthHost, card_chip_authentication, derive_keys, token};
 pub use error::SmError;
+pub use key_file::{KeyFile, KeyFileError};
 pub use messaging::{SessionKeys, SmSession};

@@ -137,6 +137,13 @@ pub struct Scp03Session {
     level: u8,
 }
 
+/// The MAC chaining value and counter of a wrapped command, to check its response later.
+#[derive(Debug, Clone)]
+pub struct ResponseContext {
+    mcv: [u8; 16],
+    counter: u128,
+}
+
 /// Session keys and both cryptograms from the static keys and the two challenges.
 pub struct Handshake {
     pub session: Scp03Session,
@@ -203,7 +210,11 @@ impl Scp03Session {
     }
 
     fn icv(&self, response: bool) -> Result<[u8; 16], SmError> {
-        let mut block = self.counter.to_be_bytes();
+        self.icv_at(self.counter, response)
+    }
+
+    fn icv_at(&self, counter: u128, response: bool) -> Result<[u8; 16], SmError> {
+        let mut block = counter.to_be_bytes();
         if response {
             block[0] = 0x80;
         }
@@ -258,18 +269,52 @@ impl Scp03Session {
 
     /// Host: checks and removes R-MAC / R-ENC from a response (`data ‖ SW1 SW2`).
     pub fn unwrap_response(&mut self, response: &[u8]) -> Result<Vec<u8>, SmError> {
+        self.unwrap_response_at(self.mcv, self.counter, response)
+    }
+
+    /// Host: wraps a command whose response will be checked later, after more commands were
+    /// wrapped (the commands of one RAMoverHTTP batch); returns what checking it needs.
+    pub fn wrap_command_deferred(
+        &mut self,
+        apdu: &[u8],
+    ) -> Result<(Vec<u8>, ResponseContext), SmError> {
+        let wrapped = self.wrap_command(apdu)?;
+        Ok((
+            wrapped,
+            ResponseContext {
+                mcv: self.mcv,
+                counter: self.counter,
+            },
+        ))
+    }
+
+    /// Host: checks the response to a command wrapped with [`Self::wrap_command_deferred`].
+    pub fn unwrap_deferred(
+        &self,
+        ctx: &ResponseContext,
+        response: &[u8],
+    ) -> Result<Vec<u8>, SmError> {
+        self.unwrap_response_at(ctx.mcv, ctx.counter, response)
+    }
+
+    fn unwrap_response_at(
+        &self,
+        mcv: [u8; 16],
+        counter: u128,
+        response: &[u8],
+    ) -> Result<Vec<u8>, SmError> {
         let (body, sw) =
             response.split_at(response.len().checked_sub(2).ok_or(SmError::Malformed)?);
         if self.level & level::R_MAC == 0 || !protected_sw(sw) {
             return Ok(response.to_vec());
         }
         let (data, rmac) = body.split_at(body.len().checked_sub(8).ok_or(SmError::Malformed)?);
-        let expected = self.rmac(data, sw)?;
+        let expected = self.rmac_with(&mcv, data, sw)?;
         if !bool::from(expected.ct_eq(rmac)) {
             return Err(SmError::BadMac);
         }
         let plain = if self.level & level::R_ENCRYPTION != 0 && !data.is_empty() {
-            let icv = self.icv(true)?;
+            let icv = self.icv_at(counter, true)?;
             let p = Zeroizing::new(
                 crypto::aes_cbc_decrypt_iv(&self.s_enc, &icv, data)
                     .map_err(|_| SmError::BadPadding)?,
@@ -282,7 +327,11 @@ impl Scp03Session {
     }
 
     fn rmac(&self, data: &[u8], sw: &[u8]) -> Result<[u8; 8], SmError> {
-        let input = [&self.mcv[..], data, sw].concat();
+        self.rmac_with(&self.mcv, data, sw)
+    }
+
+    fn rmac_with(&self, mcv: &[u8; 16], data: &[u8], sw: &[u8]) -> Result<[u8; 8], SmError> {
+        let input = [&mcv[..], data, sw].concat();
         let full = crypto::aes_cmac(&self.s_rmac, &input).map_err(|_| SmError::Crypto)?;
         let mut m = [0u8; 8];
         m.copy_from_slice(&full[..8]);

@@ -87,7 +87,7 @@ fn run_in(dir: &Path) -> anyhow::Result<()> {
     let state = ca.new_element()?;
     println!(
         "1. created secure element {} ({})",
-        state.device.chr,
+        state.device_chr(),
         state_path.display()
     );
     drop(StateFile::create(

@@ -41,8 +41,15 @@ pub struct NewArgs {
     #[command(flatten)]
     key: KeyArg,
     /// Directory of the development root and DICA (default: $KEYWARD_DEV_CA or ~/.local/share/keyward/dev-ca).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "blank")]
     dev_ca: Option<PathBuf>,
+    /// Create a blank element instead: a card manager holding only the Key for Secure
+    /// Transport, no applet and no identity, waiting for production (`/rt/produce`).
+    #[arg(long, requires = "kst")]
+    blank: bool,
+    /// The Key for Secure Transport (a key file: `kvn`, `enc`/`mac`/`dek` or one `key`).
+    #[arg(long, requires = "blank")]
+    kst: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -84,14 +91,43 @@ pub fn run(cmd: SeCommand) -> anyhow::Result<()> {
 }
 
 fn new(a: &NewArgs) -> anyhow::Result<()> {
+    if let Some(kst) = &a.kst {
+        let state = blank_element(kst)?;
+        StateFile::create(&a.state, &a.key.path(&a.state), &state)?;
+        println!("created blank secure element in {}", a.state.display());
+        return Ok(());
+    }
     let dir = a.dev_ca.clone().unwrap_or_else(DevCa::default_dir);
     let ca = DevCa::open_or_create(&dir)
         .with_context(|| format!("development CA in {}", dir.display()))?;
     let state = ca.new_element()?;
-    let chr = state.device.chr.clone();
+    let chr = state.device_chr().to_string();
     StateFile::create(&a.state, &a.key.path(&a.state), &state)?;
     println!("created secure element {chr} in {}", a.state.display());
     Ok(())
+}
+
+/// A blank element keyed with the KST from `path` and a random serial (its KDD).
+pub fn blank_element(path: &std::path::Path) -> anyhow::Result<keyward_se::state::State> {
+    let (kvn, keys) = read_key_file(path)?
+        .scp03_key_set()
+        .with_context(|| format!("KST file {}", path.display()))?;
+    let mut kdd = [0u8; 10];
+    kdd.copy_from_slice(&keyward_crypto::random(10)?);
+    let set = keyward_se::state::ScpKeySet {
+        enc: keyward_se::state::SecretBytes::new(keys.enc.to_vec()),
+        mac: keyward_se::state::SecretBytes::new(keys.mac.to_vec()),
+        dek: keyward_se::state::SecretBytes::new(keys.dek.to_vec()),
+    };
+    Ok(keyward_se::state::State::blank(set, kvn, kdd))
+}
+
+/// Reads a key file (see `keyward_sm::KeyFile`).
+pub fn read_key_file(path: &std::path::Path) -> anyhow::Result<keyward_sm::KeyFile> {
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+    );
+    keyward_sm::KeyFile::parse(&text).with_context(|| format!("key file {}", path.display()))
 }
 
 fn serve(a: &ServeArgs) -> anyhow::Result<()> {
@@ -113,7 +149,7 @@ fn serve(a: &ServeArgs) -> anyhow::Result<()> {
             .clone()
             .unwrap_or_else(|| StateFile::default_key_path(path));
         let (file, state) = StateFile::open(path, &key)?;
-        tracing::info!(device = %state.device.chr, state = %path.display(), "element loaded");
+        tracing::info!(device = %state.device_chr(), state = %path.display(), "element loaded");
         elements.push(Applet::new(state, file));
     }
     std::thread::scope(|s| {
@@ -178,7 +214,17 @@ fn serve_t1(
 
 fn info(a: &InfoArgs) -> anyhow::Result<()> {
     let state = keyward_se::read_snapshot(&a.state, &a.key.path(&a.state))?;
-    println!("device id:      {}", state.device.chr);
+    println!("device id:      {}", state.device_chr());
+    if let Some(card) = &state.card {
+        let kvns: Vec<String> = card.key_sets.keys().map(|k| format!("{k:02X}")).collect();
+        println!("card life cycle: {:02X}", card.life_cycle);
+        println!("card serial:    {}", hex::encode_upper(&card.kdd.0));
+        println!("SCP03 key sets: {}", kvns.join(" "));
+        match &card.applet {
+            Some(a) => println!("applet state:   {:02X}", a.life_cycle),
+            None => println!("applet state:   not installed"),
+        }
+    }
     println!(
         "applet version: {}.{}",
         keyward_se::VERSION.0,
