@@ -237,7 +237,10 @@ pub fn write_atomically(path: &Path, data: &[u8], mode: u32) -> Result<(), Stora
         _ => PathBuf::from("."),
     };
     let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".tmp{}", std::process::id()));
+    // Unique per writer, so threads of one process never share a temporary file.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    tmp.push(format!(".tmp{}.{n}", std::process::id()));
     let tmp = PathBuf::from(tmp);
     let mut f = OpenOptions::new()
         .write(true)

@@ -16,6 +16,29 @@ pub enum DeviceCommand {
     /// Connect the element to a RAMoverHTTP service (e.g. http://host:8080/rt/diag) and relay
     /// until the service is done.
     Connect(ConnectArgs),
+    /// Have a blank element produced by the Device Issuer CA (`…/rt/produce`), then replace
+    /// its single-use transport PIN with the device's own PIN, kept in --pin-file.
+    Produce(ProduceArgs),
+}
+
+#[derive(Args)]
+pub struct ProduceArgs {
+    /// The production service URL, e.g. http://127.0.0.1:8080/rt/produce.
+    #[arg(long)]
+    url: String,
+    /// The element: pcsc:READER-PREFIX, t1:unix:PATH[?variant=…] or se:STATE-FILE.
+    #[arg(long)]
+    card: String,
+    /// The device's own PIN: read from this file if it exists, else made up and written there
+    /// (mode 0600). It never leaves the device.
+    #[arg(long, default_value = "keyward-device.pin")]
+    pin_file: PathBuf,
+    /// PEM bundle of CAs to trust for https:// instead of the system's.
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
+    /// Seconds per HTTP exchange.
+    #[arg(long, default_value_t = 40)]
+    timeout: u64,
 }
 
 #[derive(Args)]
@@ -57,6 +80,7 @@ impl Card for Element {
 pub fn run(cmd: DeviceCommand) -> anyhow::Result<()> {
     match cmd {
         DeviceCommand::Connect(a) => connect(&a),
+        DeviceCommand::Produce(a) => produce(&a),
     }
 }
 
@@ -76,13 +100,6 @@ fn connect(a: &ConnectArgs) -> anyhow::Result<()> {
             .context("local PIN verification")?;
         tracing::info!("PIN verified on the element");
     }
-    let cfg = ClientConfig {
-        timeout: Duration::from_secs(a.timeout),
-        ca_file: a.ca_file.clone(),
-        ..ClientConfig::new(&a.url)
-    };
-    let http = client::http_client(&cfg)?;
-    let mut card = Element(channel);
     let terminal = std::io::stderr().is_terminal();
     let mut show = |n: &Notification| {
         if terminal {
@@ -95,15 +112,103 @@ fn connect(a: &ConnectArgs) -> anyhow::Result<()> {
             tracing::info!(id = n.id, "{}", n.text);
         }
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let summary = rt
-        .block_on(client::connect(&http, &cfg, &mut card, &mut show))
-        .with_context(|| format!("session with {}", a.url))?;
+    let mut card = Element(channel);
+    let summary = relay(
+        &mut card,
+        &a.url,
+        a.ca_file.as_ref(),
+        a.timeout,
+        &mut show,
+    )?;
     println!(
         "session complete: {} round trips, {} APDUs, {} bytes sent, {} bytes received",
         summary.round_trips, summary.apdus, summary.bytes_sent, summary.bytes_received
     );
     Ok(())
+}
+
+/// Relays a service's batches to the element until the service is done.
+fn relay(
+    card: &mut Element,
+    url: &str,
+    ca_file: Option<&PathBuf>,
+    timeout: u64,
+    on_notify: &mut (dyn FnMut(&Notification) + Send),
+) -> anyhow::Result<client::Summary> {
+    let cfg = ClientConfig {
+        timeout: Duration::from_secs(timeout),
+        ca_file: ca_file.cloned(),
+        ..ClientConfig::new(url)
+    };
+    let http = client::http_client(&cfg)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(client::connect(&http, &cfg, card, on_notify))
+        .with_context(|| format!("session with {url}"))
+}
+
+fn produce(a: &ProduceArgs) -> anyhow::Result<()> {
+    use keyward_server::produce::{
+        DEVICE_ID_PREFIX, NOTIFY_DEVICE_ID, NOTIFY_TRANSPORT_PIN, TRANSPORT_PIN_PREFIX,
+    };
+    let channel = open_transport(&a.card).with_context(|| format!("opening {}", a.card))?;
+    let mut card = Element(channel);
+    let mut device_id = None;
+    let mut transport: Option<Zeroizing<String>> = None;
+    let mut on_notify = |n: &Notification| match n.id {
+        NOTIFY_TRANSPORT_PIN => {
+            transport = n
+                .text
+                .strip_prefix(TRANSPORT_PIN_PREFIX)
+                .map(|p| Zeroizing::new(p.to_string()));
+        }
+        NOTIFY_DEVICE_ID => {
+            device_id = n.text.strip_prefix(DEVICE_ID_PREFIX).map(str::to_string);
+        }
+        _ => eprintln!("[{}] {}", n.id, n.text),
+    };
+    let summary = relay(
+        &mut card,
+        &a.url,
+        a.ca_file.as_ref(),
+        a.timeout,
+        &mut on_notify,
+    )?;
+    let (Some(device_id), Some(transport)) = (device_id, transport) else {
+        bail!("the service ended without producing the element");
+    };
+    // The transport PIN is single-use: replace it with the device's own PIN at once.
+    let own = own_pin(&a.pin_file)?;
+    let mut hsm = Hsm::new(&mut card.0);
+    hsm.select()?;
+    hsm.change_pin(transport.as_bytes(), own.as_bytes())
+        .context("replacing the transport PIN")?;
+    hsm.verify_pin(own.as_bytes())?;
+    println!(
+        "produced device {device_id} in {} round trips ({} APDUs, {} bytes sent, {} received); its PIN is in {}",
+        summary.round_trips,
+        summary.apdus,
+        summary.bytes_sent,
+        summary.bytes_received,
+        a.pin_file.display()
+    );
+    Ok(())
+}
+
+/// The device's PIN from `path`, or a new random 8-digit PIN written there (0600).
+fn own_pin(path: &std::path::Path) -> anyhow::Result<Zeroizing<String>> {
+    if path.exists() {
+        let text = Zeroizing::new(std::fs::read_to_string(path)?);
+        let pin = text.trim_end_matches(['\r', '\n']);
+        if !(6..=16).contains(&pin.len()) {
+            bail!("{}: a PIN has 6 to 16 characters", path.display());
+        }
+        return Ok(Zeroizing::new(pin.to_string()));
+    }
+    let raw = keyward_crypto::random(8)?;
+    let pin: String = raw.iter().map(|b| char::from(b'0' + b % 10)).collect();
+    let pin = Zeroizing::new(pin);
+    keyward_se::storage::write_atomically(path, format!("{}\n", pin.as_str()).as_bytes(), 0o600)?;
+    Ok(pin)
 }

@@ -1,19 +1,34 @@
-//! `keyward server`: the back end's RAMoverHTTP endpoint (`POST /rt/{service}`, `/metrics`).
-//! This stage serves the diagnostic service `/rt/diag`; production and provisioning join it.
+//! `keyward server`: the back end's RAMoverHTTP endpoint (`POST /rt/{service}`, `/metrics`):
+//! production (`/rt/produce`) and the diagnostic service (`/rt/diag`).
 
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
+use keyward_ca::{CvcCa, SoftwareKey};
 use keyward_ram::server::{Diag, Engine, EngineConfig};
+use keyward_server::db::Db;
+use keyward_server::produce::{Naming, Producer, ProductionService};
+use keyward_server::setup::DataDir;
+use serde::Deserialize;
 
 #[derive(Args)]
 pub struct ServerArgs {
     /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    listen: String,
+    #[arg(long)]
+    listen: Option<String>,
+    /// Database: sqlite://FILE (default: keyward.db in the data directory) or postgres://….
+    #[arg(long, env = "KEYWARD_DB")]
+    db: Option<String>,
+    /// Data directory: CA set, key files, the default SQLite database (default ./keyward-data).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// JSON configuration: listen, db, data_dir, country, mnemonic, device_validity_days,
+    /// db_connections (flags override it).
+    #[arg(long)]
+    config: Option<PathBuf>,
     /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
     #[arg(long, requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -31,7 +46,86 @@ pub struct ServerArgs {
     session_timeout: u64,
 }
 
+/// The configuration file's settings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    db: Option<String>,
+    data_dir: Option<PathBuf>,
+    country: Option<String>,
+    mnemonic: Option<String>,
+    device_validity_days: Option<u32>,
+    db_connections: Option<u32>,
+}
+
+/// Opens the data directory and the database and builds the production service.
+pub async fn producer(
+    data_dir: &Path,
+    db_url: Option<&str>,
+    naming: Naming,
+    validity_days: u32,
+    db_connections: u32,
+) -> anyhow::Result<Producer> {
+    let dd = DataDir::open_or_create(data_dir)
+        .with_context(|| format!("data directory {}", data_dir.display()))?;
+    let url = db_url.map_or_else(|| DataDir::default_db_url(data_dir), str::to_string);
+    let db = Db::open(&url, db_connections)
+        .await
+        .with_context(|| format!("database {}", redact(&url)))?;
+    let dica = CvcCa::new(SoftwareKey::new(dd.ca.dica_key()?), dd.ca.dica.clone())?;
+    Ok(Producer {
+        db: Arc::new(db),
+        dica: Mutex::new(dica),
+        root: dd.ca.srca.clone(),
+        kst: dd.kst,
+        kmc: dd.kmc,
+        master: dd.master,
+        naming,
+        validity_days,
+    })
+}
+
+/// A database URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            let user = creds.split(':').next().unwrap_or_default();
+            format!("{}{user}:***{}", &url[..s + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
 pub fn run(a: &ServerArgs) -> anyhow::Result<()> {
+    let file: FileConfig = match &a.config {
+        Some(p) => serde_json::from_slice(
+            &std::fs::read(p).with_context(|| format!("reading {}", p.display()))?,
+        )
+        .with_context(|| format!("configuration {}", p.display()))?,
+        None => FileConfig::default(),
+    };
+    let listen = a
+        .listen
+        .clone()
+        .or(file.listen)
+        .unwrap_or_else(|| "127.0.0.1:8080".to_string());
+    let data_dir = a
+        .data_dir
+        .clone()
+        .or(file.data_dir)
+        .unwrap_or_else(|| PathBuf::from("keyward-data"));
+    let db_url = a.db.clone().or(file.db);
+    let naming = Naming {
+        country: file.country.unwrap_or_else(|| "ZZ".to_string()),
+        mnemonic: file.mnemonic.unwrap_or_else(|| "KWD".to_string()),
+    };
+    naming
+        .device_id(1)
+        .map_err(|e| anyhow::anyhow!("device naming: {e}"))?;
+    let validity = file.device_validity_days.unwrap_or(20 * 365);
+    let connections = file.db_connections.unwrap_or(16);
     let cfg = EngineConfig {
         max_sessions: a.max_sessions,
         idle_timeout: Duration::from_secs(a.idle_timeout),
@@ -39,16 +133,22 @@ pub fn run(a: &ServerArgs) -> anyhow::Result<()> {
         secure_cookie: a.tls_cert.is_some(),
         ..EngineConfig::default()
     };
-    let engine = Arc::new(Engine::new(cfg).service("diag", Diag));
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
-        let addr: std::net::SocketAddr = tokio::net::lookup_host(&a.listen)
+        let producer =
+            producer(&data_dir, db_url.as_deref(), naming, validity, connections).await?;
+        let engine = Arc::new(
+            Engine::new(cfg)
+                .service("diag", Diag)
+                .service("produce", ProductionService(Arc::new(producer))),
+        );
+        let addr: std::net::SocketAddr = tokio::net::lookup_host(&listen)
             .await?
             .next()
-            .with_context(|| format!("no address for {}", a.listen))?;
+            .with_context(|| format!("no address for {listen}"))?;
         match (&a.tls_cert, &a.tls_key) {
             (Some(cert), Some(key)) => {
-                tracing::info!("serving https://{addr}/rt/diag");
+                tracing::info!("serving https://{addr}/rt/produce and /rt/diag");
                 keyward_ram::server::serve_tls(engine, addr, cert, key)
                     .await
                     .context("HTTPS server")
@@ -57,7 +157,10 @@ pub fn run(a: &ServerArgs) -> anyhow::Result<()> {
                 let listener = tokio::net::TcpListener::bind(addr)
                     .await
                     .with_context(|| format!("listening on {addr}"))?;
-                tracing::info!("serving http://{}/rt/diag", listener.local_addr()?);
+                tracing::info!(
+                    "serving http://{}/rt/produce and /rt/diag",
+                    listener.local_addr()?
+                );
                 keyward_ram::server::serve(engine, listener)
                     .await
                     .context("HTTP server")

@@ -1,0 +1,384 @@
+//! The device database: SQLite (the embedded default) or PostgreSQL through one portable SQL
+//! text, with our own migrations and a schema version that is checked at start.
+//!
+//! Device sequence numbers come from a counter row incremented inside the transaction that
+//! records the device, so an aborted transaction gives its number back: the numbers have no
+//! gaps and no duplicates however many productions run at once.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+/// The schema this build reads and writes.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Migrations in order; each runs in one transaction with its version row.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_devices.sql"))];
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DbError {
+    #[error("database URL {0:?}: use sqlite://FILE or postgres://…")]
+    Url(String),
+    #[error("the database has schema version {found}; this keyward supports up to {supported}")]
+    SchemaTooNew { found: i64, supported: i64 },
+    #[error("device sequence exhausted: {0}")]
+    Exhausted(String),
+    #[error("database: {0}")]
+    Sql(#[from] sqlx::Error),
+}
+
+/// Which engine is behind the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+/// A device record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRow {
+    pub seq: i64,
+    pub device_id: String,
+    /// The element's serial (its SCP03 key diversification data), hex.
+    pub serial: String,
+    pub state: DeviceState,
+    /// EF.C_DevAut (device certificate ‖ DICA certificate), hex, once issued.
+    pub chain: Option<String>,
+    /// The SO-PIN, sealed under the server's master key.
+    pub so_pin: String,
+    /// The transport PIN, sealed, until the device is produced.
+    pub transport_pin: Option<String>,
+    pub created_at: i64,
+    pub produced_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceState {
+    /// An identity is reserved for the element; production has not finished.
+    Producing,
+    Produced,
+}
+
+impl DeviceState {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Producing => "producing",
+            Self::Produced => "produced",
+        }
+    }
+}
+
+/// What the database says about an element that asks to be produced.
+#[derive(Debug)]
+pub enum Reservation {
+    /// A new identity was reserved.
+    New(DeviceRow),
+    /// An earlier production of this element did not finish: continue with its identity.
+    Resume(DeviceRow),
+    /// The element is produced already.
+    Produced(DeviceRow),
+}
+
+/// An audit event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEvent {
+    pub seq: i64,
+    pub at: i64,
+    pub event: String,
+    pub device_id: Option<String>,
+    pub detail: String,
+}
+
+/// New secrets for a device: its sealed SO-PIN and transport PIN, made for its device id.
+pub struct SealedPins {
+    pub so_pin: String,
+    pub transport_pin: String,
+}
+
+pub struct Db {
+    pool: AnyPool,
+    engine: Engine,
+    /// SQLite allows one writer: writers queue here instead of failing with SQLITE_BUSY.
+    /// PostgreSQL needs no such queue (row locks order the writers).
+    write: Option<tokio::sync::Mutex<()>>,
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// The columns of `devices`, in a string literal so queries stay static SQL.
+macro_rules! device_columns {
+    () => {
+        "seq, device_id, serial, state, chain, so_pin, transport_pin, created_at, produced_at"
+    };
+}
+
+fn device_row(r: &AnyRow) -> Result<DeviceRow, sqlx::Error> {
+    let state: String = r.try_get("state")?;
+    Ok(DeviceRow {
+        seq: r.try_get("seq")?,
+        device_id: r.try_get("device_id")?,
+        serial: r.try_get("serial")?,
+        state: match state.as_str() {
+            "produced" => DeviceState::Produced,
+            "producing" => DeviceState::Producing,
+            other => {
+                return Err(sqlx::Error::Decode(
+                    format!("unknown device state {other:?}").into(),
+                ));
+            }
+        },
+        chain: r.try_get("chain")?,
+        so_pin: r.try_get("so_pin")?,
+        transport_pin: r.try_get("transport_pin")?,
+        created_at: r.try_get("created_at")?,
+        produced_at: r.try_get("produced_at")?,
+    })
+}
+
+type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
+
+impl Db {
+    /// Connects, creating a SQLite file if needed, migrates and checks the schema version.
+    pub async fn open(url: &str, max_connections: u32) -> Result<Self, DbError> {
+        sqlx::any::install_default_drivers();
+        let (engine, url) = if let Some(path) = url.strip_prefix("sqlite://") {
+            let sep = if path.contains('?') { '&' } else { '?' };
+            (Engine::Sqlite, format!("sqlite://{path}{sep}mode=rwc"))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (Engine::Postgres, url.to_string())
+        } else {
+            return Err(DbError::Url(url.to_string()));
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .connect(&url)
+            .await?;
+        let db = Self {
+            pool,
+            engine,
+            write: (engine == Engine::Sqlite).then(|| tokio::sync::Mutex::new(())),
+        };
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    async fn writer(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match &self.write {
+            Some(m) => Some(m.lock().await),
+            None => None,
+        }
+    }
+
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    /// The schema version in the database.
+    pub async fn schema_version(&self) -> Result<i64, DbError> {
+        let v: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM keyward_schema")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(v.unwrap_or(0))
+    }
+
+    async fn migrate(&self) -> Result<(), DbError> {
+        let _w = self.writer().await;
+        sqlx::raw_sql("CREATE TABLE IF NOT EXISTS keyward_schema (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
+            .execute(&self.pool)
+            .await?;
+        let found = self.schema_version().await?;
+        if found > SCHEMA_VERSION {
+            return Err(DbError::SchemaTooNew {
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > found) {
+            let mut tx = self.pool.begin().await?;
+            sqlx::raw_sql(*sql).execute(&mut *tx).await?;
+            sqlx::query("INSERT INTO keyward_schema (version, applied_at) VALUES ($1, $2)")
+                .bind(*version)
+                .bind(now())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            tracing::info!(version, "database schema migrated");
+        }
+        Ok(())
+    }
+
+    /// Takes the next value of a counter inside `tx`.
+    async fn next(tx: &mut Tx<'_>, counter: &str) -> Result<i64, DbError> {
+        let v: i64 =
+            sqlx::query_scalar("UPDATE counters SET value = value + 1 WHERE name = $1 RETURNING value")
+                .bind(counter)
+                .fetch_one(&mut **tx)
+                .await?;
+        Ok(v)
+    }
+
+    async fn audit(
+        tx: &mut Tx<'_>,
+        event: &str,
+        device_id: Option<&str>,
+        detail: &str,
+    ) -> Result<(), DbError> {
+        let seq = Self::next(tx, "audit").await?;
+        sqlx::query(
+            "INSERT INTO audit (seq, at, event, device_id, detail) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(seq)
+        .bind(now())
+        .bind(event)
+        .bind(device_id)
+        .bind(detail)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn device_by_serial(&self, serial: &str) -> Result<Option<DeviceRow>, DbError> {
+        let sql = concat!("SELECT ", device_columns!(), " FROM devices WHERE serial = $1");
+        let row = sqlx::query(sql)
+            .bind(serial)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(device_row).transpose()?)
+    }
+
+    pub async fn devices(&self) -> Result<Vec<DeviceRow>, DbError> {
+        let sql = concat!("SELECT ", device_columns!(), " FROM devices ORDER BY seq");
+        let rows = sqlx::query(sql).fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(device_row).collect::<Result<_, _>>()?)
+    }
+
+    pub async fn audit_events(&self) -> Result<Vec<AuditEvent>, DbError> {
+        let rows = sqlx::query("SELECT seq, at, event, device_id, detail FROM audit ORDER BY seq")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditEvent {
+                    seq: r.try_get("seq")?,
+                    at: r.try_get("at")?,
+                    event: r.try_get("event")?,
+                    device_id: r.try_get("device_id")?,
+                    detail: r.try_get("detail")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(DbError::from)
+    }
+
+    /// The element with `serial` asks to be produced: its existing record, or a new identity
+    /// (sequence number → device id by `name`, sealed PINs by `pins`) recorded with an audit
+    /// event in one transaction.
+    pub async fn reserve(
+        &self,
+        serial: &str,
+        name: impl FnOnce(i64) -> Result<String, String>,
+        pins: impl FnOnce(&str) -> SealedPins,
+    ) -> Result<Reservation, DbError> {
+        let _w = self.writer().await;
+        let mut tx = self.pool.begin().await?;
+        let sql = concat!("SELECT ", device_columns!(), " FROM devices WHERE serial = $1");
+        if let Some(row) = sqlx::query(sql)
+            .bind(serial)
+            .fetch_optional(&mut *tx)
+            .await?
+        {
+            let row = device_row(&row)?;
+            return Ok(match row.state {
+                DeviceState::Produced => Reservation::Produced(row),
+                DeviceState::Producing => Reservation::Resume(row),
+            });
+        }
+        let seq = Self::next(&mut tx, "device").await?;
+        let device_id = name(seq).map_err(DbError::Exhausted)?;
+        let sealed = pins(&device_id);
+        let created_at = now();
+        sqlx::query(
+            "INSERT INTO devices (seq, device_id, serial, state, so_pin, transport_pin, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(seq)
+        .bind(&device_id)
+        .bind(serial)
+        .bind(DeviceState::Producing.as_str())
+        .bind(&sealed.so_pin)
+        .bind(&sealed.transport_pin)
+        .bind(created_at)
+        .execute(&mut *tx)
+        .await?;
+        Self::audit(
+            &mut tx,
+            "device.reserved",
+            Some(&device_id),
+            &format!("serial {serial}"),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Reservation::New(DeviceRow {
+            seq,
+            device_id,
+            serial: serial.to_string(),
+            state: DeviceState::Producing,
+            chain: None,
+            so_pin: sealed.so_pin,
+            transport_pin: Some(sealed.transport_pin),
+            created_at,
+            produced_at: None,
+        }))
+    }
+
+    /// Records the issued EF.C_DevAut before it goes to the element.
+    pub async fn set_chain(&self, seq: i64, chain_hex: &str) -> Result<(), DbError> {
+        let _w = self.writer().await;
+        let mut tx = self.pool.begin().await?;
+        let device_id: String = sqlx::query_scalar(
+            "UPDATE devices SET chain = $1 WHERE seq = $2 AND state = 'producing' RETURNING device_id",
+        )
+        .bind(chain_hex)
+        .bind(seq)
+        .fetch_one(&mut *tx)
+        .await?;
+        Self::audit(&mut tx, "device.certified", Some(&device_id), "EF.C_DevAut issued").await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The element proved its certified key: the device is produced; the transport PIN,
+    /// delivered now, is forgotten.
+    pub async fn mark_produced(&self, seq: i64) -> Result<DeviceRow, DbError> {
+        let _w = self.writer().await;
+        let mut tx = self.pool.begin().await?;
+        let sql = concat!(
+            "UPDATE devices SET state = 'produced', produced_at = $1, transport_pin = NULL WHERE seq = $2 AND state = 'producing' RETURNING ",
+            device_columns!()
+        );
+        let row = sqlx::query(sql)
+            .bind(now())
+            .bind(seq)
+            .fetch_one(&mut *tx)
+            .await?;
+        let row = device_row(&row)?;
+        Self::audit(&mut tx, "device.produced", Some(&row.device_id), "production complete")
+            .await?;
+        tx.commit().await?;
+        Ok(row)
+    }
+
+    /// Records a refused production attempt.
+    pub async fn audit_refusal(&self, device_id: Option<&str>, detail: &str) -> Result<(), DbError> {
+        let _w = self.writer().await;
+        let mut tx = self.pool.begin().await?;
+        Self::audit(&mut tx, "production.refused", device_id, detail).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

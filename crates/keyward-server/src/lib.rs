@@ -1,0 +1,8 @@
+//! The Keyward back end: the device database (SQLite or PostgreSQL), secrets sealed at rest,
+//! the server's data directory, and the RAMoverHTTP services — production (`/rt/produce`).
+#![forbid(unsafe_code)]
+
+pub mod db;
+pub mod produce;
+pub mod seal;
+pub mod setup;

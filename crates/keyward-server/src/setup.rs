@@ -1,0 +1,128 @@
+//! The server's data directory. With no configuration the server makes what it needs there on
+//! first start, so it runs out of the box: a development CVC CA set (`ca/`), the Key for Secure
+//! Transport shared with the chip maker (`kst.key`), the producer's master key for card-unique
+//! SCP03 keys (`kmc.key`), the master key sealing secrets in the database (`master.key`), all
+//! key files mode 0600, and the SQLite database (`keyward.db`).
+
+use std::path::{Path, PathBuf};
+
+use keyward_sm::KeyFile;
+use keyward_sm::scp03::StaticKeys;
+use zeroize::Zeroizing;
+
+use crate::seal::MasterKey;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SetupError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    KeyFile {
+        path: PathBuf,
+        source: keyward_sm::KeyFileError,
+    },
+    #[error("development CA: {0}")]
+    Ca(#[from] keyward_se::dev_pki::DevPkiError),
+    #[error("{0}")]
+    Seal(#[from] crate::seal::SealError),
+    #[error("no random numbers")]
+    Random,
+}
+
+/// The secrets and CA material of a server.
+pub struct DataDir {
+    pub dir: PathBuf,
+    pub ca: keyward_se::dev_pki::DevCa,
+    /// Key version and keys of the Key for Secure Transport.
+    pub kst: (u8, StaticKeys),
+    pub kmc: Zeroizing<Vec<u8>>,
+    pub master: MasterKey,
+}
+
+impl DataDir {
+    pub fn kst_path(dir: &Path) -> PathBuf {
+        dir.join("kst.key")
+    }
+
+    /// The default SQLite database in `dir`.
+    pub fn default_db_url(dir: &Path) -> String {
+        format!("sqlite://{}", dir.join("keyward.db").display())
+    }
+
+    /// Opens `dir`, creating whatever is missing.
+    pub fn open_or_create(dir: &Path) -> Result<Self, SetupError> {
+        std::fs::create_dir_all(dir).map_err(|source| SetupError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let ca = keyward_se::dev_pki::DevCa::open_or_create(&dir.join("ca"))?;
+        let kst = key_file(&Self::kst_path(dir), &[("kvn", 1), ("key", 16)])?;
+        let kst = kst.scp03_key_set().map_err(|source| SetupError::KeyFile {
+            path: Self::kst_path(dir),
+            source,
+        })?;
+        let kmc_path = dir.join("kmc.key");
+        let kmc = key_file(&kmc_path, &[("kmc", 16)])?
+            .aes_key("kmc")
+            .map_err(|source| SetupError::KeyFile {
+                path: kmc_path,
+                source,
+            })?;
+        let master_path = dir.join("master.key");
+        let master = key_file(&master_path, &[("key", 32)])?;
+        let master = MasterKey::new(master.get("key").unwrap_or_default())?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            ca,
+            kst,
+            kmc,
+            master,
+        })
+    }
+}
+
+/// Reads the key file at `path`, first creating it with random entries of the given lengths
+/// (a `kvn` entry of length 1 is written as `FF`, the initial key set's version).
+fn key_file(path: &Path, fresh: &[(&str, usize)]) -> Result<KeyFile, SetupError> {
+    let io = |source| SetupError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if !path.exists() {
+        let mut values = Vec::new();
+        for (name, len) in fresh {
+            let v = if *name == "kvn" {
+                Zeroizing::new(vec![0xFF])
+            } else {
+                keyward_crypto::random(*len).map_err(|_| SetupError::Random)?
+            };
+            values.push((*name, v));
+        }
+        let entries: Vec<(&str, &[u8])> = values.iter().map(|(n, v)| (*n, v.as_slice())).collect();
+        let text = KeyFile::encode(&entries);
+        // Written privately, then linked into place: of two processes racing, one wins and the
+        // other reads the winner's file.
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        keyward_se::storage::write_atomically(&tmp, text.as_bytes(), 0o600).map_err(|e| {
+            SetupError::Io {
+                path: tmp.clone(),
+                source: std::io::Error::other(e.to_string()),
+            }
+        })?;
+        let linked = std::fs::hard_link(&tmp, path);
+        let _ = std::fs::remove_file(&tmp);
+        match linked {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(io(e)),
+            _ => {}
+        }
+    }
+    let text = Zeroizing::new(std::fs::read_to_string(path).map_err(io)?);
+    KeyFile::parse(&text).map_err(|source| SetupError::KeyFile {
+        path: path.to_path_buf(),
+        source,
+    })
+}
