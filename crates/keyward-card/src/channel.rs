@@ -145,6 +145,14 @@ impl T1Channel {
     pub fn connect_unix(path: &str, variant: keyward_t1::Variant) -> Result<Self, CardError> {
         let stream = std::os::unix::net::UnixStream::connect(path)
             .map_err(|e| CardError::Connect(path.to_string(), e))?;
+        Self::over(stream, variant)
+    }
+
+    /// A T=1 link over a connected stream (e.g. one end of a socket pair).
+    pub fn over(
+        stream: std::os::unix::net::UnixStream,
+        variant: keyward_t1::Variant,
+    ) -> Result<Self, CardError> {
         let profile = keyward_t1::Profile::for_variant(variant);
         let bus = keyward_t1::bus::UnixBus::new(stream, profile);
         Ok(Self(keyward_t1::bus::HostLink::open(bus, profile)?))

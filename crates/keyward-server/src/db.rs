@@ -215,11 +215,12 @@ impl Db {
 
     /// Takes the next value of a counter inside `tx`.
     async fn next(tx: &mut Tx<'_>, counter: &str) -> Result<i64, DbError> {
-        let v: i64 =
-            sqlx::query_scalar("UPDATE counters SET value = value + 1 WHERE name = $1 RETURNING value")
-                .bind(counter)
-                .fetch_one(&mut **tx)
-                .await?;
+        let v: i64 = sqlx::query_scalar(
+            "UPDATE counters SET value = value + 1 WHERE name = $1 RETURNING value",
+        )
+        .bind(counter)
+        .fetch_one(&mut **tx)
+        .await?;
         Ok(v)
     }
 
@@ -244,7 +245,11 @@ impl Db {
     }
 
     pub async fn device_by_serial(&self, serial: &str) -> Result<Option<DeviceRow>, DbError> {
-        let sql = concat!("SELECT ", device_columns!(), " FROM devices WHERE serial = $1");
+        let sql = concat!(
+            "SELECT ",
+            device_columns!(),
+            " FROM devices WHERE serial = $1"
+        );
         let row = sqlx::query(sql)
             .bind(serial)
             .fetch_optional(&self.pool)
@@ -287,7 +292,11 @@ impl Db {
     ) -> Result<Reservation, DbError> {
         let _w = self.writer().await;
         let mut tx = self.pool.begin().await?;
-        let sql = concat!("SELECT ", device_columns!(), " FROM devices WHERE serial = $1");
+        let sql = concat!(
+            "SELECT ",
+            device_columns!(),
+            " FROM devices WHERE serial = $1"
+        );
         if let Some(row) = sqlx::query(sql)
             .bind(serial)
             .fetch_optional(&mut *tx)
@@ -347,7 +356,13 @@ impl Db {
         .bind(seq)
         .fetch_one(&mut *tx)
         .await?;
-        Self::audit(&mut tx, "device.certified", Some(&device_id), "EF.C_DevAut issued").await?;
+        Self::audit(
+            &mut tx,
+            "device.certified",
+            Some(&device_id),
+            "EF.C_DevAut issued",
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -367,14 +382,23 @@ impl Db {
             .fetch_one(&mut *tx)
             .await?;
         let row = device_row(&row)?;
-        Self::audit(&mut tx, "device.produced", Some(&row.device_id), "production complete")
-            .await?;
+        Self::audit(
+            &mut tx,
+            "device.produced",
+            Some(&row.device_id),
+            "production complete",
+        )
+        .await?;
         tx.commit().await?;
         Ok(row)
     }
 
     /// Records a refused production attempt.
-    pub async fn audit_refusal(&self, device_id: Option<&str>, detail: &str) -> Result<(), DbError> {
+    pub async fn audit_refusal(
+        &self,
+        device_id: Option<&str>,
+        detail: &str,
+    ) -> Result<(), DbError> {
         let _w = self.writer().await;
         let mut tx = self.pool.begin().await?;
         Self::audit(&mut tx, "production.refused", device_id, detail).await?;

@@ -65,7 +65,9 @@ pub enum Refusal {
     AlreadyProduced { serial: String, device_id: String },
     #[error("element {0} has card-unique keys but no production record here")]
     Unknown(String),
-    #[error("element {serial} opened with key version {kvn:02X}, neither the KST nor card-unique keys")]
+    #[error(
+        "element {serial} opened with key version {kvn:02X}, neither the KST nor card-unique keys"
+    )]
     KeyVersion { serial: String, kvn: u8 },
     #[error("element {serial}: {source}")]
     Production {
@@ -111,11 +113,12 @@ impl Producer {
             .as_ref()
             .filter(|d| d.state == crate::db::DeviceState::Produced)
         {
-            return self.refused(Refusal::AlreadyProduced {
-                serial,
-                device_id: d.device_id.clone(),
-            })
-            .await;
+            return self
+                .refused(Refusal::AlreadyProduced {
+                    serial,
+                    device_id: d.device_id.clone(),
+                })
+                .await;
         }
         if greeting.kvn == CARD_KVN {
             return self.resume(session, &greeting, &serial, existing).await;
@@ -169,7 +172,14 @@ impl Producer {
         let so_pin = self.master.open(&row.device_id, "so-pin", &row.so_pin)?;
         let transport = self.transport_pin(&row)?;
         let root = self.root.raw.clone();
-        let dica_chr = self.dica.lock().map_err(|_| "CA lock")?.certificate.body.chr.clone();
+        let dica_chr = self
+            .dica
+            .lock()
+            .map_err(|_| "CA lock")?
+            .certificate
+            .body
+            .chr
+            .clone();
         let setup = DeviceSetup {
             chr: &row.device_id,
             dica_chr: &dica_chr,
@@ -178,7 +188,9 @@ impl Producer {
             transport_pin: &transport,
             reinstall,
         };
-        let personalize = ch.personalize(ea, &setup).map_err(|e| self.refuse(&serial, e))?;
+        let personalize = ch
+            .personalize(ea, &setup)
+            .map_err(|e| self.refuse(&serial, e))?;
         let r = session.transmit(personalize.apdus().to_vec()).await?;
         let point = ch
             .read_request(&personalize, &r, &row.device_id)
@@ -224,9 +236,7 @@ impl Producer {
             return self.refused(Refusal::Unknown(serial.to_string())).await;
         };
         let keys = diversify(&self.kmc, &greeting.serial)?;
-        let (mut ch, ea) = greeting
-            .open(&keys)
-            .map_err(|e| self.refuse(serial, e))?;
+        let (mut ch, ea) = greeting.open(&keys).map_err(|e| self.refuse(serial, e))?;
         let chain = hex::decode(chain).map_err(|_| "stored chain")?;
         let device = Certificate::parse_chain(&chain)?
             .into_iter()

@@ -35,7 +35,12 @@ impl MasterKey {
     }
 
     /// `hex(nonce ‖ ciphertext ‖ tag)`.
-    pub fn seal(&self, device_id: &str, field: &'static str, secret: &[u8]) -> Result<String, SealError> {
+    pub fn seal(
+        &self,
+        device_id: &str,
+        field: &'static str,
+        secret: &[u8],
+    ) -> Result<String, SealError> {
         let nonce: [u8; 12] = keyward_crypto::random(12)
             .map_err(|_| SealError::Random)?
             .as_slice()
@@ -83,14 +88,20 @@ mod tests {
     fn sealed_values_open_only_where_they_were_sealed() {
         let k = MasterKey::new(&[9; 32]).unwrap();
         let s = k.seal("ZZKWD00001", "so-pin", b"12345678").unwrap();
-        assert_eq!(&k.open("ZZKWD00001", "so-pin", &s).unwrap()[..], b"12345678");
+        assert_eq!(
+            &k.open("ZZKWD00001", "so-pin", &s).unwrap()[..],
+            b"12345678"
+        );
         assert!(k.open("ZZKWD00002", "so-pin", &s).is_err());
         assert!(k.open("ZZKWD00001", "transport-pin", &s).is_err());
         let other = MasterKey::new(&[8; 32]).unwrap();
         assert!(other.open("ZZKWD00001", "so-pin", &s).is_err());
         let mut t = s.into_bytes();
         t[30] = if t[30] == b'0' { b'1' } else { b'0' };
-        assert!(k.open("ZZKWD00001", "so-pin", &String::from_utf8(t).unwrap()).is_err());
+        assert!(
+            k.open("ZZKWD00001", "so-pin", &String::from_utf8(t).unwrap())
+                .is_err()
+        );
         assert!(MasterKey::new(&[0; 16]).is_err());
     }
 }

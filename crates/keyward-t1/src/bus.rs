@@ -298,6 +298,19 @@ pub fn serve_unix<F: FnMut(CardRequest<'_>) -> Vec<u8> + Send>(
     pace: Option<BusTiming>,
     mut card: F,
 ) -> io::Result<()> {
+    for stream in listener.incoming() {
+        serve_stream(stream?, variant, pace, &mut card);
+    }
+    Ok(())
+}
+
+/// Serves one host connection (power-on to disconnect) of a T=1 card on `stream`.
+pub fn serve_stream<F: FnMut(CardRequest<'_>) -> Vec<u8> + Send>(
+    stream: UnixStream,
+    variant: Variant,
+    pace: Option<BusTiming>,
+    card: &mut F,
+) {
     let profile = Profile::for_variant(variant);
     let link = |bwt_ms| LinkParams { bwt_ms, ifsc: 254 };
     let (bwt_ms, params) = match variant {
@@ -305,19 +318,15 @@ pub fn serve_unix<F: FnMut(CardRequest<'_>) -> Vec<u8> + Send>(
         Variant::NxpI2c => (1000, params::nxp_atr(link(1000), b"KEYWARD")),
         Variant::Gp => (300, params::gp_cip(link(300), b"KEYWARD")),
     };
-    for stream in listener.incoming() {
-        let stream = stream?;
-        card(CardRequest::PowerOn);
-        let mut bus = UnixBus::new(stream, profile);
-        if let Some(t) = pace {
-            bus = bus.paced(t);
-        }
-        let mut engine = CardEngine::new(profile, 254, params.clone());
-        let mut app = |apdu: &[u8]| card(CardRequest::Apdu(apdu));
-        let wtx = Duration::from_millis(bwt_ms / 3);
-        if let Err(e) = serve_card(&mut bus, &mut engine, &mut app, wtx) {
-            card(CardRequest::LinkError(&e));
-        }
+    card(CardRequest::PowerOn);
+    let mut bus = UnixBus::new(stream, profile);
+    if let Some(t) = pace {
+        bus = bus.paced(t);
     }
-    Ok(())
+    let mut engine = CardEngine::new(profile, 254, params);
+    let mut app = |apdu: &[u8]| card(CardRequest::Apdu(apdu));
+    let wtx = Duration::from_millis(bwt_ms / 3);
+    if let Err(e) = serve_card(&mut bus, &mut engine, &mut app, wtx) {
+        card(CardRequest::LinkError(&e));
+    }
 }

@@ -34,6 +34,9 @@ pub enum BenchCommand {
     /// RAMoverHTTP on loopback: sessions/s, APDUs/s, memory per idle session, wire bytes per
     /// APDU.
     Ram(crate::bench_ram::RamArgs),
+    /// A production line against a running server (`keyward server`): blank virtual
+    /// elements produced through /rt/produce; devices/s, latency, round trips, bytes.
+    Produce(crate::bench_produce::ProduceArgs),
     /// (internal) One PKCS#11 C_Sign loop in this process; prints `ec=<per s> rsa=<per s>`.
     #[command(hide = true)]
     SignLoop(SignLoopArgs),
@@ -90,6 +93,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::T1(a) => t1(&a),
         BenchCommand::Pkcs11(a) => crate::bench_pkcs11::run(&a),
         BenchCommand::Ram(a) => crate::bench_ram::run(&a),
+        BenchCommand::Produce(a) => crate::bench_produce::run(&a),
         BenchCommand::SignLoop(a) => {
             let (ec, rsa) = sign_loop(&a)?;
             println!("ec={ec:.1} rsa={rsa:.1}");

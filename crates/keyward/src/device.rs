@@ -61,7 +61,7 @@ pub struct ConnectArgs {
 }
 
 /// The element behind any transport as the RAMoverHTTP client's card.
-struct Element(Box<dyn CardChannel + Send>);
+pub(crate) struct Element(pub(crate) Box<dyn CardChannel + Send>);
 
 impl Card for Element {
     fn atr(&mut self) -> Vec<u8> {
@@ -113,13 +113,7 @@ fn connect(a: &ConnectArgs) -> anyhow::Result<()> {
         }
     };
     let mut card = Element(channel);
-    let summary = relay(
-        &mut card,
-        &a.url,
-        a.ca_file.as_ref(),
-        a.timeout,
-        &mut show,
-    )?;
+    let summary = relay(&mut card, &a.url, a.ca_file.as_ref(), a.timeout, &mut show)?;
     println!(
         "session complete: {} round trips, {} APDUs, {} bytes sent, {} bytes received",
         summary.round_trips, summary.apdus, summary.bytes_sent, summary.bytes_received

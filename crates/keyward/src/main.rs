@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_pkcs11;
+mod bench_produce;
 mod bench_ram;
 mod ca;
 mod card;
