@@ -121,6 +121,27 @@ fn decode_hex(s: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_text_parses_or_is_refused(text in ".{0,200}") {
+            if let Ok(f) = KeyFile::parse(&text) {
+                let _ = f.scp03_key_set();
+            }
+        }
+
+        #[test]
+        fn encoded_entries_read_back(
+            entries in prop::collection::btree_map("[a-z][a-z0-9_]{0,8}", prop::collection::vec(any::<u8>(), 1..40), 0..6)
+        ) {
+            let list: Vec<(&str, &[u8])> = entries.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
+            let f = KeyFile::parse(&KeyFile::encode(&list)).unwrap();
+            for (k, v) in &entries {
+                prop_assert_eq!(f.get(k), Some(v.as_slice()));
+            }
+        }
+    }
 
     #[test]
     fn key_set_forms() {

@@ -1,0 +1,374 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Production through real `keyward server` processes, on SQLite and on PostgreSQL (the test
+//! script starts one and sets KEYWARD_TEST_POSTGRES_URL): refusals leave no trace but an audit
+//! event, a produced element is never produced twice, and a server killed with SIGKILL again
+//! and again during 100 productions loses nothing — after restarts every element is produced
+//! exactly once, sequence numbers have no gaps, and the database holds no orphan rows.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use keyward_server::db::{Db, DeviceState};
+
+const KEYWARD: &str = env!("CARGO_BIN_EXE_keyward");
+
+struct Server {
+    child: Option<Child>,
+    port: u16,
+    data: PathBuf,
+    db: String,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Server {
+    fn start(data: &Path, db: &str) -> Self {
+        let mut s = Self {
+            child: None,
+            port: free_port(),
+            data: data.to_path_buf(),
+            db: db.to_string(),
+        };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data.with_extension("log"))
+            .unwrap();
+        let child = Command::new(KEYWARD)
+            .args(["server", "--listen", &format!("127.0.0.1:{}", self.port)])
+            .arg("--data-dir")
+            .arg(&self.data)
+            .args(["--db", &self.db])
+            .env("KEYWARD_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "server did not come up");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL, wait, start again on the same port, data directory and database.
+    fn kill9_and_restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/rt/produce", self.port)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn keyward(args: &[&str], dir: &Path) -> Output {
+    Command::new(KEYWARD)
+        .args(args)
+        .current_dir(dir)
+        .env("KEYWARD_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn db(url: &str) -> Db {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(Db::open(url, 2)).unwrap()
+}
+
+fn block<T>(f: impl Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("keyward-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// The whole suite against one database.
+fn suite(work: &Path, db_url: &str) {
+    let data = work.join("data");
+    let mut server = Server::start(&data, db_url);
+    let kst = data.join("kst.key");
+
+    // An element keyed with another KST is refused and leaves no device record.
+    std::fs::write(
+        work.join("other.key"),
+        "kvn = FF\nkey = 000102030405060708090A0B0C0D0E0F\n",
+    )
+    .unwrap();
+    let o = keyward(
+        &[
+            "se",
+            "new",
+            "--state",
+            "wrong.state",
+            "--blank",
+            "--kst",
+            "other.key",
+        ],
+        work,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let o = keyward(
+        &[
+            "device",
+            "produce",
+            "--url",
+            &server.url(),
+            "--card",
+            "se:wrong.state",
+            "--pin-file",
+            "wrong.pin",
+        ],
+        work,
+    );
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("does not hold the expected keys"),
+        "{}",
+        text(&o)
+    );
+    assert!(block(db(db_url).devices()).unwrap().is_empty());
+
+    // A blank element with the KST is produced once; a second production is refused.
+    let o = keyward(
+        &["se", "new", "--state", "one.state", "--blank", "--kst"],
+        work,
+    );
+    assert!(!o.status.success(), "--kst needs a file");
+    let o = Command::new(KEYWARD)
+        .args(["se", "new", "--state", "one.state", "--blank", "--kst"])
+        .arg(&kst)
+        .current_dir(work)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let produce_one = || {
+        keyward(
+            &[
+                "device",
+                "produce",
+                "--url",
+                &server.url(),
+                "--card",
+                "se:one.state",
+                "--pin-file",
+                "one.pin",
+            ],
+            work,
+        )
+    };
+    let o = produce_one();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("in 4 round trips"), "{}", text(&o));
+    let pin = std::fs::read_to_string(work.join("one.pin")).unwrap();
+    assert_eq!(pin.trim().len(), 8);
+    let o = produce_one();
+    assert!(!o.status.success());
+    assert!(text(&o).contains("produced already"), "{}", text(&o));
+    {
+        let d = db(db_url);
+        let devices = block(d.devices()).unwrap();
+        assert_eq!(devices.len(), 1, "exactly one identity");
+        assert_eq!(devices[0].state, DeviceState::Produced);
+        assert!(
+            devices[0].transport_pin.is_none(),
+            "transport PIN forgotten"
+        );
+        let audit = block(d.audit_events()).unwrap();
+        assert!(audit.iter().any(|e| e.event == "production.refused"));
+    }
+
+    // 100 productions while the server is killed with SIGKILL at random moments.
+    let elements = work.join("elements");
+    let bench = Command::new(KEYWARD)
+        .args(["bench", "produce", "--url", &server.url()])
+        .args([
+            "--devices",
+            "100",
+            "--concurrency",
+            "8",
+            "--retry-for",
+            "120",
+        ])
+        .arg("--kst")
+        .arg(&kst)
+        .arg("--elements")
+        .arg(&elements)
+        .env("KEYWARD_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let seed = std::process::id() as u64;
+    for i in 0..6u64 {
+        let wait = 150 + (seed.wrapping_mul(2_654_435_761).wrapping_add(i * 7919) % 450);
+        std::thread::sleep(Duration::from_millis(wait));
+        server.kill9_and_restart();
+    }
+    let out = bench.wait_with_output().unwrap();
+    assert!(out.status.success(), "bench: {}", text(&out));
+    eprintln!("{}", text(&out));
+    server.stop();
+
+    let d = db(db_url);
+    let devices = block(d.devices()).unwrap();
+    assert_eq!(devices.len(), 101, "{}", text(&out));
+    let seqs: Vec<i64> = devices.iter().map(|r| r.seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=101).collect::<Vec<i64>>(),
+        "no gaps, no duplicates"
+    );
+    assert!(devices.iter().all(|r| r.state == DeviceState::Produced));
+    let by_serial: BTreeMap<&str, &str> = devices
+        .iter()
+        .map(|r| (r.serial.as_str(), r.device_id.as_str()))
+        .collect();
+    assert_eq!(by_serial.len(), 101);
+    let ids: BTreeSet<&str> = devices.iter().map(|r| r.device_id.as_str()).collect();
+    let audit = block(d.audit_events()).unwrap();
+    assert!(
+        audit
+            .iter()
+            .filter_map(|e| e.device_id.as_deref())
+            .all(|id| ids.contains(id)),
+        "no audit event for a device that does not exist"
+    );
+    assert_eq!(
+        audit
+            .iter()
+            .filter(|e| e.event == "device.produced")
+            .count(),
+        101
+    );
+    // Every element holds the identity the database records for its serial.
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&elements).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "state") {
+            continue;
+        }
+        let state =
+            keyward_se::read_snapshot(&path, &keyward_se::StateFile::default_key_path(&path))
+                .unwrap();
+        let card = state.card.as_ref().unwrap();
+        let serial = hex::encode_upper(&card.kdd.0);
+        assert_eq!(by_serial.get(serial.as_str()), Some(&state.device_chr()));
+        assert_eq!(card.life_cycle, 0x0F);
+        assert_eq!(card.key_sets.keys().copied().collect::<Vec<_>>(), [0x01]);
+        seen += 1;
+    }
+    assert_eq!(seen, 100);
+}
+
+#[test]
+fn production_on_sqlite() {
+    let work = temp_dir("produce-sqlite");
+    let url = format!("sqlite://{}", work.join("keyward.db").display());
+    suite(&work, &url);
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+/// A fresh database on the PostgreSQL server the test script started.
+fn fresh_postgres(admin: &str) -> String {
+    use sqlx::Connection;
+    let name = format!("keyward_test_{}", std::process::id());
+    block(async {
+        sqlx::any::install_default_drivers();
+        let mut c = sqlx::AnyConnection::connect(admin).await.unwrap();
+        let drop = format!("DROP DATABASE IF EXISTS {name}");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(drop))
+            .execute(&mut c)
+            .await
+            .unwrap();
+        let create = format!("CREATE DATABASE {name}");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(create))
+            .execute(&mut c)
+            .await
+            .unwrap();
+    });
+    let base = admin.rsplit_once('/').map_or(admin, |(b, _)| b);
+    format!("{base}/{name}")
+}
+
+#[test]
+fn production_on_postgres() {
+    let Ok(admin) = std::env::var("KEYWARD_TEST_POSTGRES_URL") else {
+        assert!(
+            std::env::var_os("KEYWARD_REQUIRE_POSTGRES").is_none(),
+            "KEYWARD_REQUIRE_POSTGRES is set but KEYWARD_TEST_POSTGRES_URL is not"
+        );
+        eprintln!("skipped: set KEYWARD_TEST_POSTGRES_URL (scripts/test does)");
+        return;
+    };
+    let work = temp_dir("produce-postgres");
+    let url = fresh_postgres(&admin);
+    suite(&work, &url);
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+#[test]
+fn a_newer_schema_is_refused() {
+    let work = temp_dir("produce-schema");
+    let url = format!("sqlite://{}", work.join("keyward.db").display());
+    drop(db(&url));
+    block(async {
+        use sqlx::Connection;
+        sqlx::any::install_default_drivers();
+        let mut c = sqlx::AnyConnection::connect(&url).await.unwrap();
+        sqlx::query("INSERT INTO keyward_schema (version, applied_at) VALUES (99, 0)")
+            .execute(&mut c)
+            .await
+            .unwrap();
+    });
+    let err = block(Db::open(&url, 1)).err().unwrap();
+    assert!(err.to_string().contains("schema version 99"), "{err}");
+    let _ = std::fs::remove_dir_all(&work);
+}
