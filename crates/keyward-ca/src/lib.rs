@@ -4,6 +4,10 @@
 //! as CardContact runs its own CAs; signatures are made with SIGN `73` (ECDSA-SHA-256) there.
 #![forbid(unsafe_code)]
 
+pub mod ca_set;
+pub mod encrypted_key;
+pub mod pkcs11_key;
+pub mod pkcs11_uri;
 pub mod production;
 
 use keyward_card::{CardChannel, Hsm, HsmError, KeyOptions, KeySpec};
@@ -27,6 +31,8 @@ pub enum CaError {
     Chr(String, &'static str),
     #[error("the CA certificate is not for this key")]
     CertificateMismatch,
+    #[error("CA key in a PKCS#11 token: {0}")]
+    Token(String),
 }
 
 /// A CA's signing key: ECDSA with SHA-256, signatures in TR-03111 plain form.
@@ -44,6 +50,20 @@ pub trait CaKey {
             domain: with_domain.then(|| self.curve().domain()),
             point: self.point().to_vec(),
         }
+    }
+}
+
+impl<K: CaKey + ?Sized> CaKey for Box<K> {
+    fn curve(&self) -> Curve {
+        (**self).curve()
+    }
+
+    fn point(&self) -> &[u8] {
+        (**self).point()
+    }
+
+    fn sign(&mut self, data: &[u8]) -> Result<Vec<u8>, CaError> {
+        (**self).sign(data)
     }
 }
 

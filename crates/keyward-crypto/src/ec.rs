@@ -191,6 +191,13 @@ impl Curve {
             })
     }
 
+    /// The curve named `name` (its name or alias, as [`Self::name`] and [`Self::alias`] spell them).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|c| c.name() == name || c.alias() == name)
+    }
+
     /// The NIST / common alias of the curve name.
     pub fn alias(self) -> &'static str {
         match self {

@@ -95,3 +95,31 @@ const DI_SHA2: [[u8; 19]; 4] = {
         di(0x51, 0x03, 64),
     ]
 };
+
+/// PBKDF2 with HMAC-SHA-256 (RFC 8018): a key of `out.len()` bytes from a password.
+pub fn pbkdf2_sha256(password: &[u8], salt: &[u8], iterations: u32, out: &mut [u8]) {
+    let Some(rounds) = std::num::NonZeroU32::new(iterations.max(1)) else {
+        return;
+    };
+    aws_lc_rs::pbkdf2::derive(
+        aws_lc_rs::pbkdf2::PBKDF2_HMAC_SHA256,
+        rounds,
+        salt,
+        password,
+        out,
+    );
+}
+
+#[cfg(test)]
+mod pbkdf2_tests {
+    /// RFC 7914 §11: PBKDF2-HMAC-SHA256 test vector ("passwd", "salt", c = 1, dkLen = 64).
+    #[test]
+    fn rfc7914_vector() {
+        let mut out = [0u8; 64];
+        super::pbkdf2_sha256(b"passwd", b"salt", 1, &mut out);
+        assert_eq!(
+            hex::encode(out),
+            "55ac046e56e3089fec1691c22544b605f94185216dde0465e68b9d57c20dacbc49ca9cccf179b645991664b39d77ef317c71b845b1e30bd509112041d3a19783"
+        );
+    }
+}

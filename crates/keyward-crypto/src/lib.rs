@@ -13,7 +13,7 @@ mod sym;
 pub use ec::{
     Curve, EcDomain, EcKey, der_signature_to_plain, verify_prehash as ecdsa_verify_prehash,
 };
-pub use hash::HashAlg;
+pub use hash::{HashAlg, pbkdf2_sha256};
 pub use rsa_key::{RSA_SIZES, RsaKey, RsaPublicKey, RsaScheme};
 
 /// RSA modulus sizes the element generates.

@@ -12,10 +12,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
+use keyward_ca::device_chr;
 use keyward_ca::production::{
     self, CARD_KVN, DEVICE_CURVE, DeviceSetup, Greeting, ProductionError,
 };
-use keyward_ca::{CvcCa, SoftwareKey, device_chr};
 use keyward_cvc::Certificate;
 use keyward_ram::server::{ScriptError, Service, Session};
 use keyward_sm::ChipAuthHost;
@@ -49,7 +49,7 @@ impl Naming {
 /// Everything production needs.
 pub struct Producer {
     pub db: Arc<Db>,
-    pub dica: Mutex<CvcCa<SoftwareKey>>,
+    pub dica: Mutex<crate::setup::Dica>,
     pub root: Certificate,
     pub kst: (u8, StaticKeys),
     pub kmc: Zeroizing<Vec<u8>>,

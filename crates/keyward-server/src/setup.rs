@@ -26,17 +26,26 @@ pub enum SetupError {
         source: keyward_sm::KeyFileError,
     },
     #[error("development CA: {0}")]
-    Ca(#[from] keyward_se::dev_pki::DevPkiError),
+    DevCa(#[from] keyward_se::dev_pki::DevPkiError),
+    #[error("CA set: {0}")]
+    CaSet(#[from] keyward_ca::ca_set::CaSetError),
+    #[error("CA: {0}")]
+    Ca(#[from] keyward_ca::CaError),
     #[error("{0}")]
     Seal(#[from] crate::seal::SealError),
     #[error("no random numbers")]
     Random,
 }
 
+/// The Device Issuer CA a server signs with.
+pub type Dica = keyward_ca::CvcCa<Box<dyn keyward_ca::CaKey + Send>>;
+
 /// The secrets and CA material of a server.
 pub struct DataDir {
     pub dir: PathBuf,
-    pub ca: keyward_se::dev_pki::DevCa,
+    /// The root devices' chains lead to.
+    pub root: keyward_cvc::Certificate,
+    pub dica: Dica,
     /// Key version and keys of the Key for Secure Transport.
     pub kst: (u8, StaticKeys),
     pub kmc: Zeroizing<Vec<u8>>,
@@ -53,13 +62,30 @@ impl DataDir {
         format!("sqlite://{}", dir.join("keyward.db").display())
     }
 
-    /// Opens `dir`, creating whatever is missing.
-    pub fn open_or_create(dir: &Path) -> Result<Self, SetupError> {
+    /// Opens `dir`, creating whatever is missing. The CA is the set `keyward ca init` made in
+    /// `dir/ca` (its keys opened with `unlock`), or else a development CA created there.
+    pub fn open_or_create(
+        dir: &Path,
+        unlock: &keyward_ca::ca_set::Unlock<'_>,
+    ) -> Result<Self, SetupError> {
         std::fs::create_dir_all(dir).map_err(|source| SetupError::Io {
             path: dir.to_path_buf(),
             source,
         })?;
-        let ca = keyward_se::dev_pki::DevCa::open_or_create(&dir.join("ca"))?;
+        let ca_dir = dir.join("ca");
+        let (root, dica) = if keyward_ca::ca_set::CaSet::exists(&ca_dir) {
+            let set = keyward_ca::ca_set::CaSet::open(&ca_dir)?;
+            let dica = set.dica(unlock)?;
+            (set.root, dica)
+        } else {
+            let dev = keyward_se::dev_pki::DevCa::open_or_create(&ca_dir)?;
+            let key: Box<dyn keyward_ca::CaKey + Send> =
+                Box::new(keyward_ca::SoftwareKey::new(dev.dica_key()?));
+            (
+                dev.srca.clone(),
+                keyward_ca::CvcCa::new(key, dev.dica.clone())?,
+            )
+        };
         let kst = key_file(&Self::kst_path(dir), &[("kvn", 1), ("key", 16)])?;
         let kst = kst.scp03_key_set().map_err(|source| SetupError::KeyFile {
             path: Self::kst_path(dir),
@@ -77,7 +103,8 @@ impl DataDir {
         let master = MasterKey::new(master.get("key").unwrap_or_default())?;
         Ok(Self {
             dir: dir.to_path_buf(),
-            ca,
+            root,
+            dica,
             kst,
             kmc,
             master,

@@ -10,15 +10,38 @@ use keyward_se::dev_pki::DevCa;
 pub enum CaCommand {
     /// Create (or show) the development CA set in a directory: srca.cvc, dica.cvc and the keys
     /// (dev-ca.json, mode 0600). Point KEYWARD_DEV_CA at the directory to use it.
-    Init {
-        #[arg(long)]
-        dir: PathBuf,
-    },
+    Init(InitArgs),
+}
+
+#[derive(clap::Args)]
+pub struct InitArgs {
+    #[arg(long)]
+    dir: PathBuf,
+    /// Production set: the CA keys in `srca.key` / `dica.key`, encrypted under the password in
+    /// this file (PBKDF2-HMAC-SHA-256 + AES-256-GCM).
+    #[arg(long, conflicts_with_all = ["root_key", "dica_key"])]
+    password_file: Option<PathBuf>,
+    /// Production set with keys generated in PKCS#11 tokens: the root's key (a pkcs11: URI
+    /// with object= and/or id=, PIN as pin-value or pin-source).
+    #[arg(long, requires = "dica_key")]
+    root_key: Option<String>,
+    /// The Device Issuer CA's key (a pkcs11: URI).
+    #[arg(long, requires = "root_key")]
+    dica_key: Option<String>,
+    /// PKCS#11 module for URIs without module-path.
+    #[arg(long)]
+    module: Option<PathBuf>,
+    /// Country code of the CAs' holder references.
+    #[arg(long, default_value = "ZZ")]
+    country: String,
 }
 
 pub fn run(cmd: CaCommand) -> anyhow::Result<()> {
     match cmd {
-        CaCommand::Init { dir } => {
+        CaCommand::Init(a) if a.password_file.is_some() || a.root_key.is_some() => {
+            production_set(&a)
+        }
+        CaCommand::Init(InitArgs { dir, .. }) => {
             let existed = dir.join("dev-ca.json").exists();
             let ca = DevCa::open_or_create(&dir)?;
             let chr =
@@ -50,4 +73,42 @@ pub fn run(cmd: CaCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `ca init` with encrypted key files or PKCS#11 tokens.
+fn production_set(a: &InitArgs) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use keyward_ca::ca_set::{CaSet, KeyHome};
+    let password = match &a.password_file {
+        Some(p) => Some(zeroize::Zeroizing::new(
+            std::fs::read_to_string(p)
+                .with_context(|| format!("reading {}", p.display()))?
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+        )),
+        None => None,
+    };
+    let home = match (&password, &a.root_key, &a.dica_key) {
+        (Some(p), _, _) => KeyHome::Encrypted {
+            password: p.as_bytes(),
+        },
+        (None, Some(root), Some(dica)) => KeyHome::Pkcs11 {
+            root,
+            dica,
+            module: a.module.as_deref(),
+        },
+        _ => anyhow::bail!("give --password-file, or --root-key and --dica-key"),
+    };
+    let set = CaSet::init(&a.dir, &home, &a.country, keyward_se::dev_pki::today())?;
+    let chr = |c: &keyward_cvc::Certificate| String::from_utf8_lossy(&c.body.chr).into_owned();
+    println!("created CA set in {}", a.dir.display());
+    println!("  root:          {} (srca.cvc)", chr(&set.root));
+    println!(
+        "  device issuer: {} (dica.cvc), key {}",
+        chr(&set.dica),
+        set.dica_key_location()
+    );
+    Ok(())
 }

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use keyward_ca::{CvcCa, SoftwareKey};
 use keyward_ram::server::{Diag, Engine, EngineConfig};
 use keyward_server::db::Db;
 use keyward_server::produce::{Naming, Producer, ProductionService};
@@ -29,6 +28,15 @@ pub struct ServerArgs {
     /// db_connections (flags override it).
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Password of the CA set's encrypted key files (`keyward ca init --password-file`).
+    #[arg(long, env = "KEYWARD_CA_PASSWORD_FILE")]
+    ca_password_file: Option<PathBuf>,
+    /// PIN of the token holding the CA key, when its URI names none.
+    #[arg(long, env = "KEYWARD_CA_PIN_FILE")]
+    ca_pin_file: Option<PathBuf>,
+    /// PKCS#11 module for CA keys whose URI has no module-path.
+    #[arg(long)]
+    pkcs11_module: Option<PathBuf>,
     /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
     #[arg(long, requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -59,25 +67,43 @@ struct FileConfig {
     db_connections: Option<u32>,
 }
 
+/// A secret from the first line of a file.
+fn secret_line(path: Option<&PathBuf>) -> anyhow::Result<Option<zeroize::Zeroizing<String>>> {
+    let Some(path) = path else { return Ok(None) };
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+    );
+    Ok(Some(zeroize::Zeroizing::new(
+        text.lines().next().unwrap_or_default().to_string(),
+    )))
+}
+
 /// Opens the data directory and the database and builds the production service.
 pub async fn producer(
+    a: &ServerArgs,
     data_dir: &Path,
     db_url: Option<&str>,
     naming: Naming,
     validity_days: u32,
     db_connections: u32,
 ) -> anyhow::Result<Producer> {
-    let dd = DataDir::open_or_create(data_dir)
+    let password = secret_line(a.ca_password_file.as_ref())?;
+    let pin = secret_line(a.ca_pin_file.as_ref())?;
+    let unlock = keyward_ca::ca_set::Unlock {
+        password: password.as_ref().map(|p| p.as_bytes()),
+        module: a.pkcs11_module.as_deref(),
+        pin: pin.as_ref().map(|p| p.as_str()),
+    };
+    let dd = DataDir::open_or_create(data_dir, &unlock)
         .with_context(|| format!("data directory {}", data_dir.display()))?;
     let url = db_url.map_or_else(|| DataDir::default_db_url(data_dir), str::to_string);
     let db = Db::open(&url, db_connections)
         .await
         .with_context(|| format!("database {}", redact(&url)))?;
-    let dica = CvcCa::new(SoftwareKey::new(dd.ca.dica_key()?), dd.ca.dica.clone())?;
     Ok(Producer {
         db: Arc::new(db),
-        dica: Mutex::new(dica),
-        root: dd.ca.srca.clone(),
+        dica: Mutex::new(dd.dica),
+        root: dd.root,
         kst: dd.kst,
         kmc: dd.kmc,
         master: dd.master,
@@ -135,8 +161,15 @@ pub fn run(a: &ServerArgs) -> anyhow::Result<()> {
     };
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
-        let producer =
-            producer(&data_dir, db_url.as_deref(), naming, validity, connections).await?;
+        let producer = producer(
+            a,
+            &data_dir,
+            db_url.as_deref(),
+            naming,
+            validity,
+            connections,
+        )
+        .await?;
         let engine = Arc::new(
             Engine::new(cfg)
                 .service("diag", Diag)

@@ -1,0 +1,228 @@
+//! A CA key in any PKCS#11 token (SoftHSM2, a SmartCard-HSM through OpenSC, Keyward's own
+//! module), named by a `pkcs11:` URI. The token signs SHA-256 digests with CKM_ECDSA; the key
+//! never leaves it.
+
+use std::path::Path;
+
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::{Attribute, AttributeType, ObjectClass, ObjectHandle};
+use cryptoki::session::{Session, UserType};
+use cryptoki::types::AuthPin;
+use keyward_crypto::{Curve, HashAlg};
+
+use crate::pkcs11_uri::Pkcs11Uri;
+use crate::{CaError, CaKey};
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Pkcs11KeyError {
+    #[error("no PKCS#11 module: give module-path in the URI or a default module")]
+    NoModule,
+    #[error("PKCS#11: {0}")]
+    Pkcs11(#[from] cryptoki::error::Error),
+    #[error("no token matches the URI")]
+    NoToken,
+    #[error("{0} keys match the URI (exactly one must)")]
+    Ambiguous(usize),
+    #[error("the key's public part is missing or not an EC point on a supported curve")]
+    PublicKey,
+    #[error("reading the PIN: {0}")]
+    Pin(std::io::Error),
+    #[error("the URI names no key: give object= (label) or id=")]
+    NoKeyName,
+}
+
+impl From<Pkcs11KeyError> for CaError {
+    fn from(e: Pkcs11KeyError) -> Self {
+        CaError::Token(e.to_string())
+    }
+}
+
+/// A CA key in a PKCS#11 token, with a logged-in session.
+pub struct Pkcs11Key {
+    session: Session,
+    key: ObjectHandle,
+    curve: Curve,
+    point: Vec<u8>,
+}
+
+fn open_session(uri: &Pkcs11Uri, default_module: Option<&Path>) -> Result<Session, Pkcs11KeyError> {
+    let module = uri
+        .module_path
+        .as_deref()
+        .map(Path::new)
+        .or(default_module)
+        .ok_or(Pkcs11KeyError::NoModule)?;
+    let ctx = Pkcs11::new(module)?;
+    match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+        Ok(())
+        | Err(cryptoki::error::Error::Pkcs11(
+            cryptoki::error::RvError::CryptokiAlreadyInitialized,
+            _,
+        )) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let mut chosen = None;
+    for slot in ctx.get_slots_with_token()? {
+        if uri.slot_id.is_some_and(|id| id != slot.id()) {
+            continue;
+        }
+        let info = ctx.get_token_info(slot)?;
+        let same = |want: &Option<String>, have: &str| {
+            want.as_deref()
+                .is_none_or(|w| w.trim_end() == have.trim_end())
+        };
+        if same(&uri.token, info.label())
+            && same(&uri.serial, info.serial_number())
+            && same(&uri.manufacturer, info.manufacturer_id())
+            && same(&uri.model, info.model())
+        {
+            chosen = Some(slot);
+            break;
+        }
+    }
+    let slot = chosen.ok_or(Pkcs11KeyError::NoToken)?;
+    let session = ctx.open_rw_session(slot)?;
+    if let Some(pin) = uri.pin().map_err(Pkcs11KeyError::Pin)? {
+        match session.login(UserType::User, Some(&AuthPin::from(pin.as_str()))) {
+            Ok(())
+            | Err(cryptoki::error::Error::Pkcs11(
+                cryptoki::error::RvError::UserAlreadyLoggedIn,
+                _,
+            )) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(session)
+}
+
+fn key_template(uri: &Pkcs11Uri, class: ObjectClass) -> Result<Vec<Attribute>, Pkcs11KeyError> {
+    let mut t = vec![Attribute::Class(class)];
+    if let Some(label) = &uri.object {
+        t.push(Attribute::Label(label.as_bytes().to_vec()));
+    }
+    if let Some(id) = &uri.id {
+        t.push(Attribute::Id(id.clone()));
+    }
+    if t.len() == 1 {
+        return Err(Pkcs11KeyError::NoKeyName);
+    }
+    Ok(t)
+}
+
+fn one(session: &Session, template: &[Attribute]) -> Result<ObjectHandle, Pkcs11KeyError> {
+    let found = session.find_objects(template)?;
+    match found.as_slice() {
+        [h] => Ok(*h),
+        other => Err(Pkcs11KeyError::Ambiguous(other.len())),
+    }
+}
+
+/// The curve and uncompressed point of an EC public key object.
+fn public_of(session: &Session, public: ObjectHandle) -> Result<(Curve, Vec<u8>), Pkcs11KeyError> {
+    let attrs =
+        session.get_attributes(public, &[AttributeType::EcParams, AttributeType::EcPoint])?;
+    let (mut curve, mut point) = (None, None);
+    for a in attrs {
+        match a {
+            Attribute::EcParams(p) => curve = Curve::from_oid_der(&p),
+            // A DER OCTET STRING around the point (some tokens give the bare point).
+            Attribute::EcPoint(p) => {
+                point = Some(match keyward_apdu::tlv::Tlv::parse_exact(&p) {
+                    Ok(t) if t.tag.0 == 0x04 && t.value.first() == Some(&0x04) => t.value.to_vec(),
+                    _ => p,
+                })
+            }
+            _ => {}
+        }
+    }
+    match (curve, point) {
+        (Some(c), Some(p)) if p.len() == 1 + 2 * c.field_len() && p[0] == 0x04 => Ok((c, p)),
+        _ => Err(Pkcs11KeyError::PublicKey),
+    }
+}
+
+impl Pkcs11Key {
+    /// Opens the key the URI names (its private and its public key object).
+    pub fn open(uri: &Pkcs11Uri, default_module: Option<&Path>) -> Result<Self, Pkcs11KeyError> {
+        let session = open_session(uri, default_module)?;
+        let key = one(&session, &key_template(uri, ObjectClass::PRIVATE_KEY)?)?;
+        let public = one(&session, &key_template(uri, ObjectClass::PUBLIC_KEY)?)?;
+        let (curve, point) = public_of(&session, public)?;
+        Ok(Self {
+            session,
+            key,
+            curve,
+            point,
+        })
+    }
+
+    /// Generates a signing key pair on `curve` in the token, labelled and identified as the URI
+    /// says (private, sensitive, never extractable).
+    pub fn generate(
+        uri: &Pkcs11Uri,
+        default_module: Option<&Path>,
+        curve: Curve,
+    ) -> Result<Self, Pkcs11KeyError> {
+        let session = open_session(uri, default_module)?;
+        let mut name = Vec::new();
+        if let Some(label) = &uri.object {
+            name.push(Attribute::Label(label.as_bytes().to_vec()));
+        }
+        if let Some(id) = &uri.id {
+            name.push(Attribute::Id(id.clone()));
+        }
+        if name.is_empty() {
+            return Err(Pkcs11KeyError::NoKeyName);
+        }
+        let mut public = vec![
+            Attribute::Token(true),
+            Attribute::Verify(true),
+            Attribute::EcParams(curve.oid_der().to_vec()),
+        ];
+        public.extend(name.iter().cloned());
+        let mut private = vec![
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+            Attribute::Sign(true),
+        ];
+        private.extend(name);
+        let (public, key) =
+            session.generate_key_pair(&Mechanism::EccKeyPairGen, &public, &private)?;
+        let (curve, point) = public_of(&session, public)?;
+        Ok(Self {
+            session,
+            key,
+            curve,
+            point,
+        })
+    }
+}
+
+impl CaKey for Pkcs11Key {
+    fn curve(&self) -> Curve {
+        self.curve
+    }
+
+    fn point(&self) -> &[u8] {
+        &self.point
+    }
+
+    fn sign(&mut self, data: &[u8]) -> Result<Vec<u8>, CaError> {
+        let digest = HashAlg::Sha256.digest(data);
+        let sig = self
+            .session
+            .sign(&Mechanism::Ecdsa, self.key, &digest)
+            .map_err(|e| CaError::Token(e.to_string()))?;
+        if sig.len() != 2 * self.curve.field_len() {
+            return Err(CaError::Token(format!(
+                "the token's ECDSA signature has {} bytes",
+                sig.len()
+            )));
+        }
+        Ok(sig)
+    }
+}
