@@ -1,20 +1,25 @@
-//! `keyward demo`: the end-to-end job on embedded defaults. A virtual secure element (state file,
-//! development device PKI) sits behind an NXP-style T=1 link on a simulated I2C bus (a Unix
-//! socket, paced at 1 MHz); the host initializes it and verifies the PIN locally, validates the
-//! device chain, opens the end-to-end secure channel by chip authentication, generates a key,
-//! verifies its attestation, and checks a signature made inside the element.
+//! `keyward demo`: the end-to-end job on embedded defaults. A blank virtual secure element (a
+//! card manager holding the Key for Secure Transport) sits behind an NXP-style T=1 link on a
+//! simulated I2C bus (a Unix socket, paced at 1 MHz). The device connects it over RAMoverHTTP to
+//! a production server on loopback (SQLite, development CA set in its data directory), which
+//! installs the SmartCard-HSM applet, certifies the device key and replaces the KST; the device
+//! replaces the transport PIN with its own and verifies it locally, validates the device chain,
+//! opens the end-to-end secure channel by chip authentication, generates a key, verifies its
+//! attestation, and checks a signature made inside the element.
 
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
 use clap::Args;
-use keyward_card::{Hsm, InitConfig, KeySpec, T1Channel, authenticate_device};
+use keyward_card::{Hsm, KeySpec, T1Channel, authenticate_device};
 use keyward_cvc::{PublicKey, TrustStore};
+use keyward_ram::server::{Engine, EngineConfig};
 use keyward_se::crypto::{Curve, HashAlg, der_signature_to_plain, ecdsa_verify_prehash};
-use keyward_se::dev_pki::DevCa;
 use keyward_se::{Applet, StateFile};
+use keyward_server::produce::{Naming, ProductionService};
 use keyward_t1::params::{LinkParams, nxp_atr};
 use keyward_t1::sim::BusTiming;
 use keyward_t1::{CardEngine, Profile, Variant};
@@ -41,17 +46,32 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     result
 }
 
-/// Serves the element on `socket` for one connection (one power cycle), like a secure element
-/// on an I2C bus.
+/// Serves the element on `socket` for `connections` connections (power cycles), like a secure
+/// element on an I2C bus.
 fn spawn_element(
     state_path: &Path,
     socket: &Path,
+    connections: usize,
 ) -> anyhow::Result<std::thread::JoinHandle<anyhow::Result<()>>> {
     let (file, state) = StateFile::open(state_path, &StateFile::default_key_path(state_path))?;
     let listener =
         UnixListener::bind(socket).with_context(|| format!("binding {}", socket.display()))?;
     Ok(std::thread::spawn(move || {
-        let (stream, _) = listener.accept()?;
+        let mut applet = Applet::new(state, file);
+        for _ in 0..connections {
+            let (stream, _) = listener.accept()?;
+            applet.reset();
+            serve_connection(stream, &mut applet)?;
+        }
+        Ok(())
+    }))
+}
+
+fn serve_connection(
+    stream: std::os::unix::net::UnixStream,
+    applet: &mut Applet<StateFile>,
+) -> anyhow::Result<()> {
+    {
         let profile = Profile::NXP_I2C;
         let mut bus = keyward_t1::bus::UnixBus::new(stream, profile).paced(BusTiming::I2C_1M);
         let mut engine = CardEngine::new(
@@ -65,16 +85,15 @@ fn spawn_element(
                 b"KEYWARD",
             ),
         );
-        let mut applet = Applet::new(state, file);
         let mut app = |apdu: &[u8]| applet.transmit(apdu);
         keyward_t1::bus::serve_card(&mut bus, &mut engine, &mut app, Duration::from_millis(300))?;
         Ok(())
-    }))
+    }
 }
 
 fn run_in(dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let ca = DevCa::open_or_create(&dir.join("dev-ca"))?;
+    let data = dir.join("keyward-data");
     let state_path = dir.join("element.json");
     let socket = dir.join("element.sock");
     for stale in [
@@ -84,46 +103,75 @@ fn run_in(dir: &Path) -> anyhow::Result<()> {
     ] {
         let _ = std::fs::remove_file(stale);
     }
-    let state = ca.new_element()?;
-    println!(
-        "1. created secure element {} ({})",
-        state.device_chr(),
-        state_path.display()
+
+    // The back end: the production service on loopback, SQLite in its data directory.
+    let rt = tokio::runtime::Runtime::new()?;
+    let producer = rt.block_on(crate::server::producer(
+        &data,
+        None,
+        &keyward_ca::ca_set::Unlock::default(),
+        Naming {
+            country: "ZZ".into(),
+            mnemonic: "KWD".into(),
+        },
+        20 * 365,
+        4,
+    ))?;
+    let db = producer.db.clone();
+    let root = producer.root.clone();
+    let engine = Arc::new(
+        Engine::new(EngineConfig::default())
+            .service("produce", ProductionService(Arc::new(producer))),
     );
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+    let url = format!("http://{}/rt/produce", listener.local_addr()?);
+    let server = rt.spawn(keyward_ram::server::serve(engine, listener));
+    println!(
+        "1. production server at {url} (SQLite, development CA in {})",
+        data.display()
+    );
+
+    let state = crate::se::blank_element(&keyward_server::setup::DataDir::kst_path(&data))?;
     drop(StateFile::create(
         &state_path,
         &StateFile::default_key_path(&state_path),
         &state,
     )?);
+    let element = spawn_element(&state_path, &socket, 2)?;
+    let connect = || T1Channel::connect_unix(socket.to_str().unwrap_or_default(), Variant::NxpI2c);
+    let mut device = crate::device::Element(Box::new(connect()?));
+    println!(
+        "2. blank secure element (card manager with the KST only) attached over NXP T=1 on a simulated 1 MHz I2C bus"
+    );
 
-    let element = spawn_element(&state_path, &socket)?;
-    let link = T1Channel::connect_unix(socket.to_str().context("socket path")?, Variant::NxpI2c)?;
-    println!("2. host attached over NXP T=1 on a simulated 1 MHz I2C bus");
-
-    let mut hsm = Hsm::new(link);
+    let (device_id, transport, summary) = crate::device::produce_over(&mut device, &url)?;
+    println!(
+        "3. produced as {device_id} over RAMoverHTTP in {} round trips: applet installed, device key certified, card-unique SCP03 keys, random SO-PIN kept by the back end",
+        summary.round_trips
+    );
+    let record = rt
+        .block_on(db.devices())?
+        .into_iter()
+        .find(|d| d.device_id == device_id)
+        .context("no device record")?;
+    ensure!(record.state == keyward_server::db::DeviceState::Produced);
+    drop(device);
+    let mut hsm = Hsm::new(connect()?);
     hsm.select()?;
     let pin = hex::encode(&keyward_se::crypto::random(4)?[..]).into_bytes();
-    let so_pin: [u8; 8] = keyward_se::crypto::random(8)?[..]
-        .try_into()
-        .context("SO-PIN")?;
-    hsm.initialize(&InitConfig {
-        options: 0x0001,
-        pin: &pin,
-        so_pin,
-        retries: 3,
-        dkek_shares: None,
-    })?;
+    hsm.change_pin(transport.as_bytes(), &pin)?;
     hsm.verify_pin(&pin)?;
     println!(
-        "3. initialized with a random SO-PIN and user PIN; PIN verified locally (it never leaves the device)"
+        "4. transport PIN replaced by the device's own PIN, verified locally (it never leaves the device); record {} in SQLite",
+        record.seq
     );
 
     let mut trust = TrustStore::new();
-    trust.add_root(ca.srca.clone())?;
+    trust.add_root(root)?;
     let (device, secure) =
         authenticate_device(hsm.into_channel(), &trust, keyward_se::dev_pki::today())?;
     println!(
-        "4. device chain {} <- {} <- {} verified; chip authentication done, secure messaging up",
+        "5. device chain {} <- {} <- {} verified; chip authentication done, secure messaging up",
         device.device_id, device.dica, device.root
     );
 
@@ -135,7 +183,7 @@ fn run_in(dir: &Path) -> anyhow::Result<()> {
         .context("no attestation")?;
     let attested = device.verify_attestation(&request)?;
     println!(
-        "5. generated EC P-256 key {kid} under secure messaging; attestation by {} (device signature + proof of possession) verified",
+        "6. generated EC P-256 key {kid} under secure messaging; attestation by {} (device signature + proof of possession) verified",
         attested.device_id
     );
 
@@ -150,13 +198,14 @@ fn run_in(dir: &Path) -> anyhow::Result<()> {
         "data signature does not verify"
     );
     println!(
-        "6. signed data with ECDSA-SHA256 inside the element; signature verified with the attested key"
+        "7. signed data with ECDSA-SHA256 inside the element; signature verified with the attested key"
     );
 
     drop(hsm);
     element
         .join()
         .map_err(|_| anyhow::anyhow!("element thread panicked"))??;
+    server.abort();
     println!("demo: OK");
     Ok(())
 }

@@ -142,12 +142,23 @@ fn relay(
         .with_context(|| format!("session with {url}"))
 }
 
-fn produce(a: &ProduceArgs) -> anyhow::Result<()> {
+/// Relays a production session; returns the device id, the transport PIN and the summary.
+pub(crate) fn produce_over(
+    card: &mut Element,
+    url: &str,
+) -> anyhow::Result<(String, Zeroizing<String>, client::Summary)> {
+    produce_session(card, url, None, 40)
+}
+
+fn produce_session(
+    card: &mut Element,
+    url: &str,
+    ca_file: Option<&PathBuf>,
+    timeout: u64,
+) -> anyhow::Result<(String, Zeroizing<String>, client::Summary)> {
     use keyward_server::produce::{
         DEVICE_ID_PREFIX, NOTIFY_DEVICE_ID, NOTIFY_TRANSPORT_PIN, TRANSPORT_PIN_PREFIX,
     };
-    let channel = open_transport(&a.card).with_context(|| format!("opening {}", a.card))?;
-    let mut card = Element(channel);
     let mut device_id = None;
     let mut transport: Option<Zeroizing<String>> = None;
     let mut on_notify = |n: &Notification| match n.id {
@@ -162,16 +173,18 @@ fn produce(a: &ProduceArgs) -> anyhow::Result<()> {
         }
         _ => eprintln!("[{}] {}", n.id, n.text),
     };
-    let summary = relay(
-        &mut card,
-        &a.url,
-        a.ca_file.as_ref(),
-        a.timeout,
-        &mut on_notify,
-    )?;
+    let summary = relay(card, url, ca_file, timeout, &mut on_notify)?;
     let (Some(device_id), Some(transport)) = (device_id, transport) else {
         bail!("the service ended without producing the element");
     };
+    Ok((device_id, transport, summary))
+}
+
+fn produce(a: &ProduceArgs) -> anyhow::Result<()> {
+    let channel = open_transport(&a.card).with_context(|| format!("opening {}", a.card))?;
+    let mut card = Element(channel);
+    let (device_id, transport, summary) =
+        produce_session(&mut card, &a.url, a.ca_file.as_ref(), a.timeout)?;
     // The transport PIN is single-use: replace it with the device's own PIN at once.
     let own = own_pin(&a.pin_file)?;
     let mut hsm = Hsm::new(&mut card.0);

@@ -80,21 +80,14 @@ fn secret_line(path: Option<&PathBuf>) -> anyhow::Result<Option<zeroize::Zeroizi
 
 /// Opens the data directory and the database and builds the production service.
 pub async fn producer(
-    a: &ServerArgs,
     data_dir: &Path,
     db_url: Option<&str>,
+    unlock: &keyward_ca::ca_set::Unlock<'_>,
     naming: Naming,
     validity_days: u32,
     db_connections: u32,
 ) -> anyhow::Result<Producer> {
-    let password = secret_line(a.ca_password_file.as_ref())?;
-    let pin = secret_line(a.ca_pin_file.as_ref())?;
-    let unlock = keyward_ca::ca_set::Unlock {
-        password: password.as_ref().map(|p| p.as_bytes()),
-        module: a.pkcs11_module.as_deref(),
-        pin: pin.as_ref().map(|p| p.as_str()),
-    };
-    let dd = DataDir::open_or_create(data_dir, &unlock)
+    let dd = DataDir::open_or_create(data_dir, unlock)
         .with_context(|| format!("data directory {}", data_dir.display()))?;
     let url = db_url.map_or_else(|| DataDir::default_db_url(data_dir), str::to_string);
     let db = Db::open(&url, db_connections)
@@ -161,10 +154,17 @@ pub fn run(a: &ServerArgs) -> anyhow::Result<()> {
     };
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
+        let password = secret_line(a.ca_password_file.as_ref())?;
+        let pin = secret_line(a.ca_pin_file.as_ref())?;
+        let unlock = keyward_ca::ca_set::Unlock {
+            password: password.as_ref().map(|p| p.as_bytes()),
+            module: a.pkcs11_module.as_deref(),
+            pin: pin.as_ref().map(|p| p.as_str()),
+        };
         let producer = producer(
-            a,
             &data_dir,
             db_url.as_deref(),
+            &unlock,
             naming,
             validity,
             connections,
