@@ -102,6 +102,17 @@ fn connect(a: &ConnectArgs) -> anyhow::Result<()> {
     }
     let terminal = std::io::stderr().is_terminal();
     let mut show = |n: &Notification| {
+        // A secret meant for the device's own use is never shown.
+        let redacted;
+        let n = if n.id == keyward_server::produce::NOTIFY_TRANSPORT_PIN {
+            redacted = Notification {
+                text: "transport PIN received (not shown; `keyward device produce` uses it)".into(),
+                ..n.clone()
+            };
+            &redacted
+        } else {
+            n
+        };
         if terminal {
             let eta = n
                 .time_to_completion

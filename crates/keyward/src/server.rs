@@ -24,7 +24,7 @@ pub struct ServerArgs {
     /// Data directory: CA set, key files, the default SQLite database (default ./keyward-data).
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// JSON configuration: listen, db, data_dir, country, mnemonic, device_validity_days,
+    /// TOML configuration: listen, db, data_dir, country, mnemonic, device_validity_days,
     /// db_connections (flags override it).
     #[arg(long)]
     config: Option<PathBuf>,
@@ -119,8 +119,8 @@ fn redact(url: &str) -> String {
 
 pub fn run(a: &ServerArgs) -> anyhow::Result<()> {
     let file: FileConfig = match &a.config {
-        Some(p) => serde_json::from_slice(
-            &std::fs::read(p).with_context(|| format!("reading {}", p.display()))?,
+        Some(p) => toml::from_str(
+            &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
         )
         .with_context(|| format!("configuration {}", p.display()))?,
         None => FileConfig::default(),
