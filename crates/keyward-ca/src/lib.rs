@@ -40,8 +40,13 @@ pub trait CaKey {
     fn curve(&self) -> Curve;
     /// The uncompressed public point.
     fn point(&self) -> &[u8];
+    /// Signs a message digest (ECDSA); returns `r‖s`.
+    fn sign_digest(&mut self, digest: &[u8]) -> Result<Vec<u8>, CaError>;
+
     /// Signs SHA-256 of `data`; returns `r‖s`.
-    fn sign(&mut self, data: &[u8]) -> Result<Vec<u8>, CaError>;
+    fn sign(&mut self, data: &[u8]) -> Result<Vec<u8>, CaError> {
+        self.sign_digest(&keyward_crypto::HashAlg::Sha256.digest(data))
+    }
 
     /// The public key as it appears in a certificate (`with_domain` for self-signed roots).
     fn public_key(&self, with_domain: bool) -> PublicKey {
@@ -62,8 +67,8 @@ impl<K: CaKey + ?Sized> CaKey for Box<K> {
         (**self).point()
     }
 
-    fn sign(&mut self, data: &[u8]) -> Result<Vec<u8>, CaError> {
-        (**self).sign(data)
+    fn sign_digest(&mut self, digest: &[u8]) -> Result<Vec<u8>, CaError> {
+        (**self).sign_digest(digest)
     }
 }
 
@@ -94,12 +99,11 @@ impl CaKey for SoftwareKey {
         &self.point
     }
 
-    fn sign(&mut self, data: &[u8]) -> Result<Vec<u8>, CaError> {
-        Ok(keyward_cvc::signature::sign(
-            &self.key,
-            oid::TA_ECDSA_SHA256,
-            data,
-        )?)
+    fn sign_digest(&mut self, digest: &[u8]) -> Result<Vec<u8>, CaError> {
+        match &self.key {
+            keyward_crypto::PrivateKey::Ec(k) => Ok(k.sign_prehash_plain(digest)?),
+            _ => Err(CaError::UnsupportedKey(0)),
+        }
     }
 }
 
@@ -161,8 +165,9 @@ impl<C: CardChannel> ElementKey<C> {
             &KeyOptions {
                 label,
                 id: None,
-                // Signing only (ECDSA-SHA-256): a CA key is never exported nor used for ECDH.
-                algorithms: Some(&[0x73]),
+                // Signing only (ECDSA on a digest, ECDSA-SHA-256): a CA key is never exported
+                // nor used for ECDH.
+                algorithms: Some(&[0x70, 0x73]),
             },
         )?;
         let request = key.attestation.ok_or(CaError::NoPublicKey(kid))?;
@@ -216,7 +221,16 @@ impl<C: CardChannel> CaKey for ElementKey<C> {
         &self.point
     }
 
-    /// TR-03111 signature (plain `r‖s`) over SHA-256 of `data`, made by the element.
+    /// ECDSA over a digest computed here (SIGN `70`), plain `r‖s`.
+    fn sign_digest(&mut self, digest: &[u8]) -> Result<Vec<u8>, CaError> {
+        let der = self.hsm.sign(self.kid, 0x70, digest)?;
+        Ok(keyward_crypto::der_signature_to_plain(
+            &der,
+            self.curve.field_len(),
+        )?)
+    }
+
+    /// TR-03111 signature (plain `r‖s`) over SHA-256 of `data`, hashed by the element (SIGN `73`).
     fn sign(&mut self, data: &[u8]) -> Result<Vec<u8>, CaError> {
         let der = self.hsm.sign(self.kid, 0x73, data)?;
         Ok(keyward_crypto::der_signature_to_plain(

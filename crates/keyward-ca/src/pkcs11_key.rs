@@ -9,7 +9,7 @@ use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, AttributeType, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, UserType};
 use cryptoki::types::AuthPin;
-use keyward_crypto::{Curve, HashAlg};
+use keyward_crypto::Curve;
 
 use crate::pkcs11_uri::Pkcs11Uri;
 use crate::{CaError, CaKey};
@@ -211,11 +211,10 @@ impl CaKey for Pkcs11Key {
         &self.point
     }
 
-    fn sign(&mut self, data: &[u8]) -> Result<Vec<u8>, CaError> {
-        let digest = HashAlg::Sha256.digest(data);
+    fn sign_digest(&mut self, digest: &[u8]) -> Result<Vec<u8>, CaError> {
         let sig = self
             .session
-            .sign(&Mechanism::Ecdsa, self.key, &digest)
+            .sign(&Mechanism::Ecdsa, self.key, digest)
             .map_err(|e| CaError::Token(e.to_string()))?;
         if sig.len() != 2 * self.curve.field_len() {
             return Err(CaError::Token(format!(

@@ -1,0 +1,329 @@
+//! The X.509 issuing CA: RFC 5280 certificates for keys born in secure elements, signed by an
+//! ECDSA CA key (in memory from an encrypted file, in a PKCS#11 token or in an element), with
+//! random 128-bit serials and an extension binding each certificate to its key attestation.
+
+use keyward_apdu::tlv::Tlv;
+use keyward_crypto::{Curve, HashAlg};
+
+use crate::der;
+use crate::{CaError, CaKey};
+
+/// The attestation-binding extension: `SEQUENCE { deviceId UTF8String, requestHash OCTET
+/// STRING }` — the device id (CHR of the device certificate) and SHA-256 of the authenticated
+/// CV request by which the element attested the key. Under the UUID arc 2.25 (X.667), so it
+/// needs no registration.
+pub const ATTESTATION_OID: &str = "2.25.329800735698586629295641978511506172918";
+
+pub mod eku {
+    pub const SERVER_AUTH: &str = "1.3.6.1.5.5.7.3.1";
+    pub const CLIENT_AUTH: &str = "1.3.6.1.5.5.7.3.2";
+    pub const EMAIL_PROTECTION: &str = "1.3.6.1.5.5.7.3.4";
+}
+
+/// Key usage bits (RFC 5280 §4.2.1.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyUsage {
+    DigitalSignature = 0,
+    NonRepudiation = 1,
+    KeyEncipherment = 2,
+    DataEncipherment = 3,
+    KeyAgreement = 4,
+    KeyCertSign = 5,
+    CrlSign = 6,
+}
+
+/// A distinguished name, attributes in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Name(pub Vec<(NameAttr, String)>);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameAttr {
+    Country,
+    Organization,
+    OrganizationalUnit,
+    CommonName,
+    SerialNumber,
+}
+
+impl Name {
+    pub fn common_name(cn: &str) -> Self {
+        Self(vec![(NameAttr::CommonName, cn.to_string())])
+    }
+
+    pub fn with(mut self, attr: NameAttr, value: &str) -> Self {
+        self.0.push((attr, value.to_string()));
+        self
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let rdns: Vec<Vec<u8>> = self
+            .0
+            .iter()
+            .map(|(a, v)| {
+                let (oid, value) = match a {
+                    // Country and serial number are PrintableString (RFC 5280 Appendix A).
+                    NameAttr::Country => ("2.5.4.6", der::printable(v)),
+                    NameAttr::SerialNumber => ("2.5.4.5", der::printable(v)),
+                    NameAttr::Organization => ("2.5.4.10", der::utf8(v)),
+                    NameAttr::OrganizationalUnit => ("2.5.4.11", der::utf8(v)),
+                    NameAttr::CommonName => ("2.5.4.3", der::utf8(v)),
+                };
+                der::set(&[&der::seq(&[&der::oid(oid), &value])])
+            })
+            .collect();
+        let parts: Vec<&[u8]> = rdns.iter().map(Vec::as_slice).collect();
+        der::seq(&parts)
+    }
+}
+
+/// A subject alternative name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AltName {
+    Dns(String),
+    Uri(String),
+    Email(String),
+}
+
+/// The public key a certificate is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubjectKey {
+    Ec { curve: Curve, point: Vec<u8> },
+    Rsa { modulus: Vec<u8>, exponent: Vec<u8> },
+}
+
+impl SubjectKey {
+    fn subject_public_key(&self) -> Vec<u8> {
+        match self {
+            Self::Ec { point, .. } => point.clone(),
+            Self::Rsa { modulus, exponent } => der::seq(&[&der::uint(modulus), &der::uint(exponent)]),
+        }
+    }
+
+    /// SubjectPublicKeyInfo.
+    pub fn spki(&self) -> Vec<u8> {
+        let alg = match self {
+            Self::Ec { curve, .. } => der::seq(&[&der::oid("1.2.840.10045.2.1"), curve.oid_der()]),
+            Self::Rsa { .. } => der::seq(&[&der::oid("1.2.840.113549.1.1.1"), &der::null()]),
+        };
+        der::seq(&[&alg, &der::bits(&self.subject_public_key())])
+    }
+
+    /// The key identifier: SHA-1 of the subjectPublicKey bits (RFC 5280 §4.2.1.2, method 1).
+    pub fn key_identifier(&self) -> Vec<u8> {
+        HashAlg::Sha1.digest(&self.subject_public_key())
+    }
+}
+
+/// What to certify.
+#[derive(Debug, Clone)]
+pub struct Template {
+    pub subject: Name,
+    pub not_before: i64,
+    pub not_after: i64,
+    pub key_usage: Vec<KeyUsage>,
+    pub extended_key_usage: Vec<&'static str>,
+    pub alt_names: Vec<AltName>,
+    /// `Some(path length)` for a CA certificate.
+    pub ca: Option<Option<u32>>,
+    pub crl_url: Option<String>,
+    /// Device id and SHA-256 of the authenticated request (the key's attestation).
+    pub attestation: Option<(String, Vec<u8>)>,
+}
+
+/// An issued certificate.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    pub der: Vec<u8>,
+    /// The serial number's magnitude (16 bytes).
+    pub serial: Vec<u8>,
+}
+
+/// An X.509 CA: its key, its certificate, the parts of it certificates refer to.
+pub struct X509Ca {
+    key: Box<dyn CaKey + Send>,
+    pub certificate: Vec<u8>,
+    subject: Vec<u8>,
+    key_id: Vec<u8>,
+}
+
+fn sig_alg(curve: Curve) -> Result<(&'static str, HashAlg), CaError> {
+    match curve {
+        Curve::Secp256r1 | Curve::BrainpoolP256r1 => Ok(("1.2.840.10045.4.3.2", HashAlg::Sha256)),
+        Curve::Secp384r1 | Curve::BrainpoolP384r1 => Ok(("1.2.840.10045.4.3.3", HashAlg::Sha384)),
+        Curve::Secp521r1 => Ok(("1.2.840.10045.4.3.4", HashAlg::Sha512)),
+        Curve::Secp256k1 => Err(CaError::UnsupportedKey(0)),
+    }
+}
+
+/// A random, positive 128-bit serial number.
+fn serial() -> Result<Vec<u8>, CaError> {
+    let mut s = keyward_crypto::random(16)?.to_vec();
+    // Top bit clear (positive), next bit set (always 16 bytes long).
+    s[0] = (s[0] & 0x7F) | 0x40;
+    Ok(s)
+}
+
+fn extension(oid: &str, critical: bool, value: &[u8]) -> Vec<u8> {
+    if critical {
+        der::seq(&[&der::oid(oid), &der::boolean(true), &der::octets(value)])
+    } else {
+        der::seq(&[&der::oid(oid), &der::octets(value)])
+    }
+}
+
+/// The subject Name and SPKI of a DER certificate.
+fn subject_and_spki(cert: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
+    let outer = Tlv::parse_exact(cert).ok()?;
+    let tbs = outer.children().next()?.ok()?;
+    let fields: Vec<Tlv<'_>> = tbs.children().filter_map(Result::ok).collect();
+    // [0] version, serial, signature, issuer, validity, subject, spki
+    let off = usize::from(fields.first()?.tag.0 == 0xA0);
+    Some((fields.get(off + 5)?.raw.to_vec(), fields.get(off + 6)?.raw.to_vec()))
+}
+
+impl X509Ca {
+    /// A CA with its existing certificate (which must be for this key).
+    pub fn new(key: Box<dyn CaKey + Send>, certificate: Vec<u8>) -> Result<Self, CaError> {
+        let (subject, spki) =
+            subject_and_spki(&certificate).ok_or(CaError::CertificateMismatch)?;
+        let own = SubjectKey::Ec {
+            curve: key.curve(),
+            point: key.point().to_vec(),
+        };
+        if spki != own.spki() {
+            return Err(CaError::CertificateMismatch);
+        }
+        Ok(Self {
+            key,
+            certificate,
+            subject,
+            key_id: own.key_identifier(),
+        })
+    }
+
+    /// A self-signed root CA certificate for `key`.
+    pub fn self_signed(
+        key: Box<dyn CaKey + Send>,
+        subject: &Name,
+        not_before: i64,
+        not_after: i64,
+    ) -> Result<Self, CaError> {
+        let own = SubjectKey::Ec {
+            curve: key.curve(),
+            point: key.point().to_vec(),
+        };
+        let mut ca = Self {
+            key,
+            certificate: Vec::new(),
+            subject: subject.encode(),
+            key_id: own.key_identifier(),
+        };
+        let template = Template {
+            subject: subject.clone(),
+            not_before,
+            not_after,
+            key_usage: vec![KeyUsage::KeyCertSign, KeyUsage::CrlSign],
+            extended_key_usage: Vec::new(),
+            alt_names: Vec::new(),
+            ca: Some(None),
+            crl_url: None,
+            attestation: None,
+        };
+        ca.certificate = ca.issue(&template, &own)?.der;
+        Ok(ca)
+    }
+
+    /// The CA's subject Name (DER), the issuer of what it signs.
+    pub fn subject(&self) -> &[u8] {
+        &self.subject
+    }
+
+    /// Signs `data` as this CA: AlgorithmIdentifier and the DER signature value.
+    pub fn sign(&mut self, data: &[u8]) -> Result<(Vec<u8>, Vec<u8>), CaError> {
+        let (alg, hash) = sig_alg(self.key.curve())?;
+        let plain = self.key.sign_digest(&hash.digest(data))?;
+        let (r, s) = plain.split_at(plain.len() / 2);
+        Ok((der::seq(&[&der::oid(alg)]), der::seq(&[&der::uint(r), &der::uint(s)])))
+    }
+
+    /// Issues a certificate for `key` per `t`.
+    pub fn issue(&mut self, t: &Template, key: &SubjectKey) -> Result<Issued, CaError> {
+        let serial = serial()?;
+        let (alg, _) = sig_alg(self.key.curve())?;
+        let alg = der::seq(&[&der::oid(alg)]);
+        let mut exts: Vec<Vec<u8>> = Vec::new();
+        if let Some(path) = t.ca {
+            let mut bc = der::boolean(true);
+            if let Some(n) = path {
+                bc.extend(der::small_int(n));
+            }
+            exts.push(extension("2.5.29.19", true, &der::seq(&[&bc])));
+        }
+        if !t.key_usage.is_empty() {
+            let bits: Vec<u8> = t.key_usage.iter().map(|k| *k as u8).collect();
+            exts.push(extension("2.5.29.15", true, &der::named_bits(&bits)));
+        }
+        if !t.extended_key_usage.is_empty() {
+            let oids: Vec<Vec<u8>> = t.extended_key_usage.iter().map(|o| der::oid(o)).collect();
+            let parts: Vec<&[u8]> = oids.iter().map(Vec::as_slice).collect();
+            exts.push(extension("2.5.29.37", false, &der::seq(&parts)));
+        }
+        exts.push(extension(
+            "2.5.29.14",
+            false,
+            &der::octets(&key.key_identifier()),
+        ));
+        let self_signed = t.subject.encode() == self.subject && key.key_identifier() == self.key_id;
+        if !self_signed {
+            exts.push(extension(
+                "2.5.29.35",
+                false,
+                &der::seq(&[&der::implicit(0, &self.key_id)]),
+            ));
+        }
+        if !t.alt_names.is_empty() {
+            let names: Vec<Vec<u8>> = t
+                .alt_names
+                .iter()
+                .map(|n| match n {
+                    AltName::Email(v) => der::implicit(1, v.as_bytes()),
+                    AltName::Dns(v) => der::implicit(2, v.as_bytes()),
+                    AltName::Uri(v) => der::implicit(6, v.as_bytes()),
+                })
+                .collect();
+            let parts: Vec<&[u8]> = names.iter().map(Vec::as_slice).collect();
+            // An empty subject makes the SAN critical (RFC 5280 §4.2.1.6).
+            exts.push(extension("2.5.29.17", t.subject.0.is_empty(), &der::seq(&parts)));
+        }
+        if let Some(url) = &t.crl_url {
+            // DistributionPoint { distributionPoint [0] { fullName [0] { URI } } }
+            let uri = der::implicit(6, url.as_bytes());
+            let full_name = der::tlv(0xA0, &uri);
+            let dp_name = der::tlv(0xA0, &full_name);
+            exts.push(extension("2.5.29.31", false, &der::seq(&[&der::seq(&[&dp_name])])));
+        }
+        if let Some((device, hash)) = &t.attestation {
+            exts.push(extension(
+                ATTESTATION_OID,
+                false,
+                &der::seq(&[&der::utf8(device), &der::octets(hash)]),
+            ));
+        }
+        let ext_parts: Vec<&[u8]> = exts.iter().map(Vec::as_slice).collect();
+        let tbs = der::seq(&[
+            &der::explicit(0, &der::small_int(2)),
+            &der::uint(&serial),
+            &alg,
+            &self.subject,
+            &der::seq(&[&der::time(t.not_before), &der::time(t.not_after)]),
+            &t.subject.encode(),
+            &key.spki(),
+            &der::explicit(3, &der::seq(&ext_parts)),
+        ]);
+        let (alg, signature) = self.sign(&tbs)?;
+        Ok(Issued {
+            der: der::seq(&[&tbs, &alg, &der::bits(&signature)]),
+            serial,
+        })
+    }
+}
