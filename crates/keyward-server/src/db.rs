@@ -159,6 +159,11 @@ impl Db {
             .max_connections(max_connections)
             .connect(&url)
             .await?;
+        if engine == Engine::Sqlite {
+            // Write-ahead logging: readers do not wait for the writer. It is a property of the
+            // database file; `synchronous` stays FULL, so a commit is durable when it returns.
+            sqlx::query("PRAGMA journal_mode=WAL").execute(&pool).await?;
+        }
         let db = Self {
             pool,
             engine,
