@@ -103,10 +103,6 @@ pub fn printable(s: &str) -> Vec<u8> {
     tlv(0x13, s.as_bytes())
 }
 
-pub fn ia5(s: &str) -> Vec<u8> {
-    tlv(0x16, s.as_bytes())
-}
-
 /// `[n]` EXPLICIT around an encoded element.
 pub fn explicit(n: u8, inner: &[u8]) -> Vec<u8> {
     tlv(0xA0 | n, inner)

@@ -5,10 +5,12 @@
 #![forbid(unsafe_code)]
 
 pub mod ca_set;
+mod der;
 pub mod encrypted_key;
 pub mod pkcs11_key;
 pub mod pkcs11_uri;
 pub mod production;
+pub mod x509;
 
 use keyward_card::{CardChannel, Hsm, HsmError, KeyOptions, KeySpec};
 use keyward_crypto::Curve;

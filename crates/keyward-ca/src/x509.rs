@@ -178,7 +178,7 @@ fn subject_and_spki(cert: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
     let fields: Vec<Tlv<'_>> = tbs.children().filter_map(Result::ok).collect();
     // [0] version, serial, signature, issuer, validity, subject, spki
     let off = usize::from(fields.first()?.tag.0 == 0xA0);
-    Some((fields.get(off + 5)?.raw.to_vec(), fields.get(off + 6)?.raw.to_vec()))
+    Some((fields.get(off + 4)?.raw.to_vec(), fields.get(off + 5)?.raw.to_vec()))
 }
 
 impl X509Ca {
