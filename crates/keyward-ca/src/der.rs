@@ -158,7 +158,10 @@ mod tests {
 
     #[test]
     fn encodings() {
-        assert_eq!(oid("1.2.840.10045.4.3.2"), hex::decode("06082a8648ce3d040302").unwrap());
+        assert_eq!(
+            oid("1.2.840.10045.4.3.2"),
+            hex::decode("06082a8648ce3d040302").unwrap()
+        );
         assert_eq!(oid("2.5.29.15"), [0x06, 0x03, 0x55, 0x1D, 0x0F]);
         assert_eq!(uint(&[0x80]), [0x02, 0x02, 0x00, 0x80]);
         assert_eq!(uint(&[0, 0, 1]), [0x02, 0x01, 0x01]);

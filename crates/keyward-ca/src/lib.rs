@@ -4,6 +4,7 @@
 //! as CardContact runs its own CAs; signatures are made with SIGN `73` (ECDSA-SHA-256) there.
 #![forbid(unsafe_code)]
 
+pub mod batch;
 pub mod ca_set;
 mod der;
 pub mod encrypted_key;

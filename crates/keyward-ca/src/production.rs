@@ -21,9 +21,10 @@
 use keyward_apdu::tlv;
 use keyward_crypto::Curve;
 use keyward_cvc::{Certificate, PublicKey};
-use keyward_sm::scp03::{self, ResponseContext, Scp03Host, Scp03Session, StaticKeys};
+use keyward_sm::scp03::{self, Scp03Host, Scp03Session, StaticKeys};
 use keyward_sm::{ChipAuthHost, SmError, SmSession};
 
+pub use crate::batch::{Answer, Batch, BatchError};
 use crate::{CaError, CaKey, CvcCa, role};
 
 /// GlobalPlatform's default ISD AID.
@@ -54,12 +55,10 @@ mod dgi {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProductionError {
-    #[error("{step}: the element answered {sw:04X}")]
-    Status { step: &'static str, sw: u16 },
+    #[error(transparent)]
+    Batch(#[from] BatchError),
     #[error("{0}: the element's answer is malformed")]
     Malformed(&'static str),
-    #[error("the batch got {got} answers for {sent} commands")]
-    Incomplete { sent: usize, got: usize },
     #[error("the element has no card manager (SELECT of the ISD failed): not a blank element")]
     NoCardManager,
     #[error("the card cryptogram does not match: the element does not hold the expected keys")]
@@ -72,112 +71,7 @@ pub enum ProductionError {
     Ca(#[from] CaError),
 }
 
-/// One command of a batch and how to check its answer.
-struct Expect {
-    step: &'static str,
-    ctx: Option<ResponseContext>,
-    ok: &'static [u16],
-}
-
-/// A batch of commands for one round trip.
-#[derive(Default)]
-pub struct Batch {
-    apdus: Vec<Vec<u8>>,
-    expect: Vec<Expect>,
-}
-
-/// A checked answer: status word and (unwrapped) data.
-#[derive(Debug, Clone)]
-pub struct Answer {
-    pub sw: u16,
-    pub data: Vec<u8>,
-}
-
-impl Batch {
-    fn plain(&mut self, step: &'static str, apdu: Vec<u8>, ok: &'static [u16]) {
-        self.apdus.push(apdu);
-        self.expect.push(Expect {
-            step,
-            ctx: None,
-            ok,
-        });
-    }
-
-    fn secured(
-        &mut self,
-        scp: &mut Scp03Session,
-        step: &'static str,
-        apdu: &[u8],
-        ok: &'static [u16],
-    ) -> Result<(), ProductionError> {
-        let (wrapped, ctx) = scp
-            .wrap_command_deferred(apdu)
-            .map_err(|source| ProductionError::SecureChannel { step, source })?;
-        self.apdus.push(wrapped);
-        self.expect.push(Expect {
-            step,
-            ctx: Some(ctx),
-            ok,
-        });
-        Ok(())
-    }
-
-    /// The C-APDUs to send.
-    pub fn apdus(&self) -> &[Vec<u8>] {
-        &self.apdus
-    }
-
-    /// Checks every answer (R-MAC, R-ENC, expected status words) in order.
-    pub fn check(
-        &self,
-        scp: Option<&Scp03Session>,
-        responses: &[Vec<u8>],
-    ) -> Result<Vec<Answer>, ProductionError> {
-        if responses.len() != self.apdus.len() {
-            return Err(ProductionError::Incomplete {
-                sent: self.apdus.len(),
-                got: responses.len(),
-            });
-        }
-        let mut out = Vec::with_capacity(responses.len());
-        for (e, r) in self.expect.iter().zip(responses) {
-            let plain = match (&e.ctx, scp) {
-                (Some(ctx), Some(scp)) => scp.unwrap_deferred(ctx, r).map_err(|source| {
-                    ProductionError::SecureChannel {
-                        step: e.step,
-                        source,
-                    }
-                })?,
-                _ => r.clone(),
-            };
-            let n = plain
-                .len()
-                .checked_sub(2)
-                .ok_or(ProductionError::Malformed(e.step))?;
-            let sw = u16::from_be_bytes([plain[n], plain[n + 1]]);
-            if !e.ok.contains(&sw) {
-                return Err(ProductionError::Status { step: e.step, sw });
-            }
-            out.push(Answer {
-                sw,
-                data: plain[..n].to_vec(),
-            });
-        }
-        Ok(out)
-    }
-}
-
-const OK: &[u16] = &[0x9000];
-
-fn apdu(header: [u8; 4], data: &[u8], le: Option<u8>) -> Vec<u8> {
-    let mut v = header.to_vec();
-    if !data.is_empty() {
-        v.push(data.len() as u8);
-        v.extend_from_slice(data);
-    }
-    v.extend(le);
-    v
-}
+use crate::batch::{OK, apdu};
 
 /// Round trip 1: SELECT the ISD and INITIALIZE UPDATE with whichever key set the card has.
 pub fn opening(host_challenge: &[u8; 8]) -> Batch {
@@ -212,7 +106,7 @@ impl Greeting {
         host_challenge: &[u8; 8],
         responses: &[Vec<u8>],
     ) -> Result<Self, ProductionError> {
-        let answers = batch.check(None, responses)?;
+        let answers = batch.check(None, None, responses)?;
         if answers[0].sw != 0x9000 {
             return Err(ProductionError::NoCardManager);
         }
@@ -307,7 +201,7 @@ impl Channel {
                 .next_block
                 .checked_add(1)
                 .ok_or(ProductionError::Malformed("STORE DATA"))?;
-            b.secured(
+            b.scp03(
                 &mut self.scp,
                 "STORE DATA",
                 &apdu([0x80, 0xE2, p1, block], chunk, Some(0)),
@@ -328,7 +222,7 @@ impl Channel {
         if setup.reinstall {
             let data =
                 tlv::encode(0x4F, APPLET_AID).map_err(|_| ProductionError::Malformed("DELETE"))?;
-            b.secured(
+            b.scp03(
                 &mut self.scp,
                 "DELETE",
                 &apdu([0x80, 0xE4, 0x00, 0x00], &data, Some(0)),
@@ -345,14 +239,14 @@ impl Channel {
             lv(&[]),
         ]
         .concat();
-        b.secured(
+        b.scp03(
             &mut self.scp,
             "INSTALL [for install and make selectable]",
             &apdu([0x80, 0xE6, 0x0C, 0x00], &install, Some(0)),
             OK,
         )?;
         let perso = [lv(&[]), lv(&[]), lv(APPLET_AID), lv(&[]), lv(&[]), lv(&[])].concat();
-        b.secured(
+        b.scp03(
             &mut self.scp,
             "INSTALL [for personalization]",
             &apdu([0x80, 0xE6, 0x20, 0x00], &perso, Some(0)),
@@ -392,7 +286,7 @@ impl Channel {
         responses: &[Vec<u8>],
         chr: &str,
     ) -> Result<Vec<u8>, ProductionError> {
-        let answers = batch.check(Some(&self.scp), responses)?;
+        let answers = batch.check(Some(&self.scp), None, responses)?;
         let raw = &answers
             .last()
             .ok_or(ProductionError::Malformed("STORE DATA"))?
@@ -443,7 +337,7 @@ impl Channel {
         // The initial key set (KVN FF) cannot be named in P1 (b8 means "more"): adding the
         // first key set replaces it.
         let replace = if self.kvn & 0x80 != 0 { 0 } else { self.kvn };
-        b.secured(
+        b.scp03(
             &mut self.scp,
             "PUT KEY",
             &apdu([0x80, 0xD8, replace, 0x81], &put, Some(0)),
@@ -471,7 +365,7 @@ impl Channel {
     /// SET STATUS INITIALIZED, then SECURED (already there: `6985`).
     fn secure_card(&mut self, b: &mut Batch) -> Result<(), ProductionError> {
         for state in [0x07, 0x0F] {
-            b.secured(
+            b.scp03(
                 &mut self.scp,
                 "SET STATUS",
                 &apdu([0x80, 0xF0, 0x80, state], &[], None),
@@ -491,13 +385,9 @@ impl Channel {
         device_point: &[u8],
         chip: ChipAuthHost,
     ) -> Result<SmSession, ProductionError> {
-        let answers = batch.check(Some(&self.scp), responses)?;
+        let answers = batch.check(Some(&self.scp), None, responses)?;
         if let Some(keys) = card_keys {
-            let put = answers
-                .iter()
-                .zip(&batch.expect)
-                .find(|(_, e)| e.step == "PUT KEY")
-                .map(|(a, _)| a)
+            let put = crate::batch::answer(&answers, "PUT KEY")
                 .ok_or(ProductionError::Malformed("PUT KEY"))?;
             if put.data != scp03::put_key_response(CARD_KVN, keys) {
                 return Err(ProductionError::Malformed("PUT KEY"));

@@ -95,7 +95,9 @@ impl SubjectKey {
     fn subject_public_key(&self) -> Vec<u8> {
         match self {
             Self::Ec { point, .. } => point.clone(),
-            Self::Rsa { modulus, exponent } => der::seq(&[&der::uint(modulus), &der::uint(exponent)]),
+            Self::Rsa { modulus, exponent } => {
+                der::seq(&[&der::uint(modulus), &der::uint(exponent)])
+            }
         }
     }
 
@@ -178,14 +180,16 @@ fn subject_and_spki(cert: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
     let fields: Vec<Tlv<'_>> = tbs.children().filter_map(Result::ok).collect();
     // [0] version, serial, signature, issuer, validity, subject, spki
     let off = usize::from(fields.first()?.tag.0 == 0xA0);
-    Some((fields.get(off + 4)?.raw.to_vec(), fields.get(off + 5)?.raw.to_vec()))
+    Some((
+        fields.get(off + 4)?.raw.to_vec(),
+        fields.get(off + 5)?.raw.to_vec(),
+    ))
 }
 
 impl X509Ca {
     /// A CA with its existing certificate (which must be for this key).
     pub fn new(key: Box<dyn CaKey + Send>, certificate: Vec<u8>) -> Result<Self, CaError> {
-        let (subject, spki) =
-            subject_and_spki(&certificate).ok_or(CaError::CertificateMismatch)?;
+        let (subject, spki) = subject_and_spki(&certificate).ok_or(CaError::CertificateMismatch)?;
         let own = SubjectKey::Ec {
             curve: key.curve(),
             point: key.point().to_vec(),
@@ -243,7 +247,10 @@ impl X509Ca {
         let (alg, hash) = sig_alg(self.key.curve())?;
         let plain = self.key.sign_digest(&hash.digest(data))?;
         let (r, s) = plain.split_at(plain.len() / 2);
-        Ok((der::seq(&[&der::oid(alg)]), der::seq(&[&der::uint(r), &der::uint(s)])))
+        Ok((
+            der::seq(&[&der::oid(alg)]),
+            der::seq(&[&der::uint(r), &der::uint(s)]),
+        ))
     }
 
     /// Issues a certificate for `key` per `t`.
@@ -293,14 +300,22 @@ impl X509Ca {
                 .collect();
             let parts: Vec<&[u8]> = names.iter().map(Vec::as_slice).collect();
             // An empty subject makes the SAN critical (RFC 5280 §4.2.1.6).
-            exts.push(extension("2.5.29.17", t.subject.0.is_empty(), &der::seq(&parts)));
+            exts.push(extension(
+                "2.5.29.17",
+                t.subject.0.is_empty(),
+                &der::seq(&parts),
+            ));
         }
         if let Some(url) = &t.crl_url {
             // DistributionPoint { distributionPoint [0] { fullName [0] { URI } } }
             let uri = der::implicit(6, url.as_bytes());
             let full_name = der::tlv(0xA0, &uri);
             let dp_name = der::tlv(0xA0, &full_name);
-            exts.push(extension("2.5.29.31", false, &der::seq(&[&der::seq(&[&dp_name])])));
+            exts.push(extension(
+                "2.5.29.31",
+                false,
+                &der::seq(&[&der::seq(&[&dp_name])]),
+            ));
         }
         if let Some((device, hash)) = &t.attestation {
             exts.push(extension(

@@ -4,7 +4,7 @@
 //! and chip authentication, and the refusals around them.
 
 use keyward_ca::production::{
-    self, APPLET_AID, Batch, CARD_KVN, Channel, DeviceSetup, Greeting, ProductionError,
+    self, APPLET_AID, Batch, BatchError, CARD_KVN, Channel, DeviceSetup, Greeting, ProductionError,
 };
 use keyward_ca::{CvcCa, SoftwareKey};
 use keyward_card::{CardChannel, Hsm, InProcess, KeyOptions, KeySpec};
@@ -262,10 +262,10 @@ fn wrong_kst_and_tampered_mac_are_refused_without_change() {
     last[n - 3] ^= 1;
     assert!(matches!(
         ch3.read_request(&b, &r, "ZZKWD00003"),
-        Err(ProductionError::SecureChannel {
+        Err(ProductionError::Batch(BatchError::SecureChannel {
             source: SmError::BadMac,
             ..
-        })
+        }))
     ));
 }
 

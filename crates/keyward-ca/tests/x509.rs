@@ -58,11 +58,16 @@ fn client_template(cn: &str) -> Template {
 }
 
 fn chain_checks(ca_curve: Curve) {
-    let dir = std::env::temp_dir().join(format!("keyward-x509-{}-{}", std::process::id(), ca_curve.name()));
+    let dir = std::env::temp_dir().join(format!(
+        "keyward-x509-{}-{}",
+        std::process::id(),
+        ca_curve.name()
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     let root_key = Box::new(SoftwareKey::new(EcKey::generate(ca_curve).unwrap()));
     let root_name = Name::common_name("Keyward Test Root").with(NameAttr::Country, "ZZ");
-    let mut root = X509Ca::self_signed(root_key, &root_name, now() - 60, now() + 3650 * 86_400).unwrap();
+    let mut root =
+        X509Ca::self_signed(root_key, &root_name, now() - 60, now() + 3650 * 86_400).unwrap();
     let issuing_key: Box<dyn CaKey + Send> =
         Box::new(SoftwareKey::new(EcKey::generate(ca_curve).unwrap()));
     let issuing_subject = SubjectKey::Ec {
@@ -115,14 +120,24 @@ fn chain_checks(ca_curve: Curve) {
     for (name, leaf) in [("ec", &ec_leaf), ("rsa", &rsa_leaf)] {
         let leaf_pem = pem(&dir, name, &leaf.der);
         let out = openssl(&[
-            "verify", "-x509_strict", "-purpose", "sslclient", "-CAfile", &root_pem,
-            "-untrusted", &issuing_pem, &leaf_pem,
+            "verify",
+            "-x509_strict",
+            "-purpose",
+            "sslclient",
+            "-CAfile",
+            &root_pem,
+            "-untrusted",
+            &issuing_pem,
+            &leaf_pem,
         ]);
         assert!(out.contains(": OK"), "{name}: {out}");
         let text = openssl(&["x509", "-noout", "-text", "-in", &leaf_pem]);
         assert!(text.contains(ATTESTATION_OID), "{text}");
         assert!(text.contains("TLS Web Client Authentication"), "{text}");
-        assert!(text.contains("URI:http://127.0.0.1:8080/crl/issuing.crl"), "{text}");
+        assert!(
+            text.contains("URI:http://127.0.0.1:8080/crl/issuing.crl"),
+            "{text}"
+        );
         assert!(text.contains("URI:urn:keyward:device:"), "{text}");
     }
     // A certificate whose signature was tampered with is refused.
@@ -130,7 +145,14 @@ fn chain_checks(ca_curve: Curve) {
     let n = bad.len();
     bad[n - 5] ^= 1;
     let bad_pem = pem(&dir, "bad", &bad);
-    let out = openssl(&["verify", "-CAfile", &root_pem, "-untrusted", &issuing_pem, &bad_pem]);
+    let out = openssl(&[
+        "verify",
+        "-CAfile",
+        &root_pem,
+        "-untrusted",
+        &issuing_pem,
+        &bad_pem,
+    ]);
     assert!(!out.contains(": OK"), "{out}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -288,21 +288,10 @@ impl<C: CardChannel> Hsm<C> {
 
     /// Writes a whole EF in chunks (creating it), as OpenSC does.
     pub fn write_file(&mut self, fid: u16, data: &[u8]) -> Result<(), HsmError> {
-        let [p1, p2] = fid.to_be_bytes();
-        let mut offset = 0usize;
-        loop {
-            let chunk = &data[offset..data.len().min(offset + 1024)];
-            let off = u16::try_from(offset)
-                .map_err(|_| HsmError::InvalidData)?
-                .to_be_bytes();
-            let mut d = vec![0x54, 2, off[0], off[1]];
-            tlv::write(&mut d, 0x53, chunk).map_err(CardError::from)?;
-            self.run("UPDATE BINARY", Command::new(0, 0xD7, p1, p2).with_data(d))?;
-            offset += chunk.len();
-            if offset >= data.len() {
-                return Ok(());
-            }
+        for cmd in write_file_commands(fid, data)? {
+            self.run("UPDATE BINARY", cmd)?;
         }
+        Ok(())
     }
 
     pub fn delete_file(&mut self, fid: u16) -> Result<(), HsmError> {
@@ -337,73 +326,18 @@ impl<C: CardChannel> Hsm<C> {
         spec: KeySpec,
         opts: &KeyOptions<'_>,
     ) -> Result<GeneratedKey, HsmError> {
-        let mut usage_ctl = Vec::new();
-        if let Some(list) = opts.algorithms {
-            tlv::write(&mut usage_ctl, 0x91, list).map_err(CardError::from)?;
-        }
-        let (attestation, kind, usage) = match spec {
-            KeySpec::Ec(curve) => {
-                let key = ec_key_template(&curve.domain(), oid::TA_ECDSA_SHA256)
-                    .map_err(|e| HsmError::Malformed(e.to_string()))?;
-                let ar = self.gakp(kid, &key, &usage_ctl)?;
-                (
-                    Some(ar),
-                    KeyKind::Ec {
-                        field_bits: curve.bits() as u32,
-                    },
-                    PrivateKeyDescription::EC_USAGE.to_vec(),
-                )
-            }
-            KeySpec::Rsa(bits) => {
-                let mut key = Vec::new();
-                tlv::write(&mut key, 0x06, oid::TA_RSA_V15_SHA256).map_err(CardError::from)?;
-                tlv::write(&mut key, 0x82, &[1, 0, 1]).map_err(CardError::from)?;
-                tlv::write(&mut key, 0x02, &bits.to_be_bytes()).map_err(CardError::from)?;
-                let ar = self.gakp(kid, &key, &usage_ctl)?;
-                (
-                    Some(ar),
-                    KeyKind::Rsa {
-                        modulus_bits: u32::from(bits),
-                    },
-                    PrivateKeyDescription::RSA_USAGE.to_vec(),
-                )
-            }
-            KeySpec::Aes(bits) => {
-                let p2 = match bits {
-                    128 => 0xB0,
-                    192 => 0xB1,
-                    256 => 0xB2,
-                    _ => return Err(HsmError::InvalidData),
-                };
-                if usage_ctl.is_empty() {
-                    tlv::write(&mut usage_ctl, 0x91, &[0x10, 0x11, 0x18, 0x99])
-                        .map_err(CardError::from)?;
-                }
-                self.run(
-                    "GENERATE SYMMETRIC KEY",
-                    Command::new(0, 0x48, kid, p2).with_data(usage_ctl),
-                )?;
-                (
-                    None,
-                    KeyKind::Aes {
-                        key_bits: u32::from(bits),
-                    },
-                    PrivateKeyDescription::AES_USAGE.to_vec(),
-                )
-            }
+        let raw = self.run(
+            generate_op(spec),
+            generate_command(kid, spec, opts.algorithms)?,
+        )?;
+        let attestation = match spec {
+            KeySpec::Aes(_) => None,
+            _ => Some(
+                AuthenticatedRequest::parse(&raw)
+                    .map_err(|e| HsmError::Malformed(e.to_string()))?,
+            ),
         };
-        let id = match (opts.id, &attestation) {
-            (Some(id), _) => id.to_vec(),
-            (None, Some(ar)) => intrinsic_id(&ar.request.body.public_key),
-            (None, None) => vec![kid],
-        };
-        let description = PrivateKeyDescription {
-            label: opts.label.to_string(),
-            id,
-            usage,
-            key_ref: kid,
-            kind,
-        };
+        let description = key_description(kid, spec, opts, attestation.as_ref());
         self.write_file(
             u16::from_be_bytes([0xC4, kid]),
             &description
@@ -444,23 +378,6 @@ impl<C: CardChannel> Hsm<C> {
             }
         }
         Ok(info)
-    }
-
-    fn gakp(
-        &mut self,
-        kid: u8,
-        key: &[u8],
-        usage_ctl: &[u8],
-    ) -> Result<AuthenticatedRequest, HsmError> {
-        let mut d = vec![0x5F, 0x29, 1, 0];
-        tlv::write(&mut d, 0x42, b"UTCA00001").map_err(CardError::from)?;
-        tlv::write(&mut d, 0x7F49, key).map_err(CardError::from)?;
-        d.extend_from_slice(usage_ctl);
-        let raw = self.run(
-            "GENERATE ASYMMETRIC KEY PAIR",
-            Command::new(0, 0x46, kid, 0).with_data(d).with_le(65536),
-        )?;
-        AuthenticatedRequest::parse(&raw).map_err(|e| HsmError::Malformed(e.to_string()))
     }
 
     /// Deletes a key with its description and certificate/attestation.
@@ -538,5 +455,115 @@ pub fn intrinsic_id(key: &keyward_cvc::PublicKey) -> Vec<u8> {
     match key {
         keyward_cvc::PublicKey::Rsa { modulus, .. } => hash.digest(modulus),
         keyward_cvc::PublicKey::Ec { point, .. } => hash.digest(point),
+    }
+}
+
+/// UPDATE BINARY commands writing a whole EF (created if needed) in chunks of 1 KB.
+pub fn write_file_commands(fid: u16, data: &[u8]) -> Result<Vec<Command>, HsmError> {
+    let [p1, p2] = fid.to_be_bytes();
+    let mut out = Vec::new();
+    let mut offset = 0usize;
+    loop {
+        let chunk = &data[offset..data.len().min(offset + 1024)];
+        let off = u16::try_from(offset)
+            .map_err(|_| HsmError::InvalidData)?
+            .to_be_bytes();
+        let mut d = vec![0x54, 2, off[0], off[1]];
+        tlv::write(&mut d, 0x53, chunk).map_err(CardError::from)?;
+        out.push(Command::new(0, 0xD7, p1, p2).with_data(d));
+        offset += chunk.len();
+        if offset >= data.len() {
+            return Ok(out);
+        }
+    }
+}
+
+fn generate_op(spec: KeySpec) -> &'static str {
+    match spec {
+        KeySpec::Aes(_) => "GENERATE SYMMETRIC KEY",
+        _ => "GENERATE ASYMMETRIC KEY PAIR",
+    }
+}
+
+/// The command generating key `kid` per `spec`, with an optional algorithm list (tag `91`).
+/// Key pairs answer with their attestation (an authenticated request).
+pub fn generate_command(
+    kid: u8,
+    spec: KeySpec,
+    algorithms: Option<&[u8]>,
+) -> Result<Command, HsmError> {
+    let mut usage_ctl = Vec::new();
+    if let Some(list) = algorithms {
+        tlv::write(&mut usage_ctl, 0x91, list).map_err(CardError::from)?;
+    }
+    let key = match spec {
+        KeySpec::Ec(curve) => ec_key_template(&curve.domain(), oid::TA_ECDSA_SHA256)
+            .map_err(|e| HsmError::Malformed(e.to_string()))?,
+        KeySpec::Rsa(bits) => {
+            let mut key = Vec::new();
+            tlv::write(&mut key, 0x06, oid::TA_RSA_V15_SHA256).map_err(CardError::from)?;
+            tlv::write(&mut key, 0x82, &[1, 0, 1]).map_err(CardError::from)?;
+            tlv::write(&mut key, 0x02, &bits.to_be_bytes()).map_err(CardError::from)?;
+            key
+        }
+        KeySpec::Aes(bits) => {
+            let p2 = match bits {
+                128 => 0xB0,
+                192 => 0xB1,
+                256 => 0xB2,
+                _ => return Err(HsmError::InvalidData),
+            };
+            if usage_ctl.is_empty() {
+                tlv::write(&mut usage_ctl, 0x91, &[0x10, 0x11, 0x18, 0x99])
+                    .map_err(CardError::from)?;
+            }
+            return Ok(Command::new(0, 0x48, kid, p2).with_data(usage_ctl));
+        }
+    };
+    let mut d = vec![0x5F, 0x29, 1, 0];
+    tlv::write(&mut d, 0x42, b"UTCA00001").map_err(CardError::from)?;
+    tlv::write(&mut d, 0x7F49, &key).map_err(CardError::from)?;
+    d.extend_from_slice(&usage_ctl);
+    Ok(Command::new(0, 0x46, kid, 0).with_data(d).with_le(65536))
+}
+
+/// The PKCS#15 description OpenSC writes to `C4<kid>` for a generated key.
+pub fn key_description(
+    kid: u8,
+    spec: KeySpec,
+    opts: &KeyOptions<'_>,
+    attestation: Option<&AuthenticatedRequest>,
+) -> PrivateKeyDescription {
+    let (kind, usage) = match spec {
+        KeySpec::Ec(curve) => (
+            KeyKind::Ec {
+                field_bits: curve.bits() as u32,
+            },
+            PrivateKeyDescription::EC_USAGE.to_vec(),
+        ),
+        KeySpec::Rsa(bits) => (
+            KeyKind::Rsa {
+                modulus_bits: u32::from(bits),
+            },
+            PrivateKeyDescription::RSA_USAGE.to_vec(),
+        ),
+        KeySpec::Aes(bits) => (
+            KeyKind::Aes {
+                key_bits: u32::from(bits),
+            },
+            PrivateKeyDescription::AES_USAGE.to_vec(),
+        ),
+    };
+    let id = match (opts.id, attestation) {
+        (Some(id), _) => id.to_vec(),
+        (None, Some(ar)) => intrinsic_id(&ar.request.body.public_key),
+        (None, None) => vec![kid],
+    };
+    PrivateKeyDescription {
+        label: opts.label.to_string(),
+        id,
+        usage,
+        key_ref: kid,
+        kind,
     }
 }

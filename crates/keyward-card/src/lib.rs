@@ -18,6 +18,6 @@ pub use device::{
 };
 pub use hsm::{
     ALG_WRAP, GeneratedKey, Hsm, HsmError, InitConfig, KeyInfo, KeyOptions, KeySpec, PinStatus,
-    intrinsic_id,
+    generate_command, intrinsic_id, key_description, write_file_commands,
 };
 pub use secure::SecureChannel;

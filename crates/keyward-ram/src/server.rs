@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -60,6 +60,8 @@ enum Outgoing {
 pub struct Session {
     id: String,
     initiation: Initiation,
+    /// The query parameters of the initiation's URL (e.g. `?profile=tls-client`).
+    params: HashMap<String, String>,
     tx: mpsc::Sender<Outgoing>,
     rx: mpsc::Receiver<ResponseScript>,
     idle: Duration,
@@ -74,6 +76,11 @@ impl Session {
 
     pub fn initiation(&self) -> &Initiation {
         &self.initiation
+    }
+
+    /// A query parameter of the URL the device started the session with.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params.get(name).map(String::as_str)
     }
 
     /// Sends a batch (after any queued notifications) and waits for the device's answer.
@@ -246,6 +253,7 @@ impl Engine {
         self: &Arc<Self>,
         service: Arc<dyn Service>,
         initiation: Initiation,
+        params: HashMap<String, String>,
     ) -> Result<(String, Arc<Slot>), StatusCode> {
         let mut id = [0u8; 16];
         getrandom::fill(&mut id).map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
@@ -274,6 +282,7 @@ impl Engine {
         let mut session = Session {
             id: id.clone(),
             initiation,
+            params,
             tx: out_tx.clone(),
             rx: in_rx,
             idle: self.cfg.idle_timeout,
@@ -484,6 +493,7 @@ async fn metrics(State(engine): State<Arc<Engine>>) -> Response {
 async fn handle(
     State(engine): State<Arc<Engine>>,
     Path(service): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -515,7 +525,7 @@ async fn handle(
             if let Some(old) = session_cookie(&headers) {
                 engine.lock().remove(&old);
             }
-            match engine.start(svc, init) {
+            match engine.start(svc, init, params) {
                 Ok((id, slot)) => engine.next(&id, &slot).await,
                 Err(code) => {
                     let mut r = status(code, "too many sessions");

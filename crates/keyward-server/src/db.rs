@@ -162,7 +162,9 @@ impl Db {
         if engine == Engine::Sqlite {
             // Write-ahead logging: readers do not wait for the writer. It is a property of the
             // database file; `synchronous` stays FULL, so a commit is durable when it returns.
-            sqlx::query("PRAGMA journal_mode=WAL").execute(&pool).await?;
+            sqlx::query("PRAGMA journal_mode=WAL")
+                .execute(&pool)
+                .await?;
         }
         let db = Self {
             pool,

@@ -152,9 +152,31 @@ impl SmSession {
         Ok(out)
     }
 
+    /// Protects a command whose response will be checked later, after more commands were
+    /// wrapped (one RAMoverHTTP batch): the response's send sequence counter is reserved and
+    /// returned for [`Self::unwrap_response_at`].
+    pub fn wrap_command_deferred(
+        &mut self,
+        cmd: &CommandView<'_>,
+    ) -> Result<(Command, u128), SmError> {
+        let wrapped = self.wrap_command(cmd)?;
+        self.next_ssc();
+        Ok((wrapped, self.ssc))
+    }
+
     /// Verifies and decrypts a protected response.
     pub fn unwrap_response(&mut self, rapdu: &[u8]) -> Result<Response, SmError> {
         let ssc = self.next_ssc();
+        self.unwrap_with(&ssc, rapdu)
+    }
+
+    /// Verifies and decrypts the response to a command wrapped with
+    /// [`Self::wrap_command_deferred`].
+    pub fn unwrap_response_at(&self, ssc: u128, rapdu: &[u8]) -> Result<Response, SmError> {
+        self.unwrap_with(&ssc.to_be_bytes(), rapdu)
+    }
+
+    fn unwrap_with(&self, ssc: &[u8; 16], rapdu: &[u8]) -> Result<Response, SmError> {
         let r = ResponseView::parse(rapdu).map_err(|_| SmError::Malformed)?;
         if r.data.is_empty() {
             // A bare status word: the card rejected the command's protection or ended SM.
@@ -166,7 +188,7 @@ impl SmSession {
             return Err(SmError::MissingDataObject);
         }
         let covered: Vec<u8> = rest.iter().flat_map(|t| t.raw.iter().copied()).collect();
-        self.check_mac(&ssc, None, &covered, mac_do.value)?;
+        self.check_mac(ssc, None, &covered, mac_do.value)?;
         let (cryptogram, status) = match rest {
             [c, s] if c.tag.0 == DO_CRYPTOGRAM && s.tag.0 == DO_STATUS => (Some(c), s),
             [s] if s.tag.0 == DO_STATUS => (None, s),
@@ -175,7 +197,7 @@ impl SmSession {
         let sw: [u8; 2] = status.value.try_into().map_err(|_| SmError::Malformed)?;
         let data = match cryptogram {
             Some(c) => match c.value.split_first() {
-                Some((0x01, enc)) => self.decrypt(&ssc, enc)?,
+                Some((0x01, enc)) => self.decrypt(ssc, enc)?,
                 _ => return Err(SmError::Malformed),
             },
             None => Vec::new(),
