@@ -11,6 +11,7 @@ pub mod encrypted_key;
 pub mod pkcs11_key;
 pub mod pkcs11_uri;
 pub mod production;
+pub mod provisioning;
 pub mod x509;
 
 use keyward_card::{CardChannel, Hsm, HsmError, KeyOptions, KeySpec};
