@@ -11,10 +11,13 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
 /// The schema this build reads and writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Migrations in order; each runs in one transaction with its version row.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_devices.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/0001_devices.sql")),
+    (2, include_str!("../migrations/0002_certificates.sql")),
+];
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -79,6 +82,49 @@ pub enum Reservation {
     Resume(DeviceRow),
     /// The element is produced already.
     Produced(DeviceRow),
+}
+
+/// A certificate record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateRow {
+    /// Serial number, hex.
+    pub serial: String,
+    pub device_id: String,
+    pub profile: String,
+    pub key_ref: i64,
+    pub state: String,
+    /// DER, hex.
+    pub der: String,
+    /// The key's attestation (authenticated request), hex.
+    pub attestation: String,
+    pub not_before: i64,
+    pub not_after: i64,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+    pub revocation_reason: Option<String>,
+}
+
+macro_rules! certificate_columns {
+    () => {
+        "serial, device_id, profile, key_ref, state, der, attestation, not_before, not_after, created_at, revoked_at, revocation_reason"
+    };
+}
+
+fn certificate_row(r: &AnyRow) -> Result<CertificateRow, sqlx::Error> {
+    Ok(CertificateRow {
+        serial: r.try_get("serial")?,
+        device_id: r.try_get("device_id")?,
+        profile: r.try_get("profile")?,
+        key_ref: r.try_get("key_ref")?,
+        state: r.try_get("state")?,
+        der: r.try_get("der")?,
+        attestation: r.try_get("attestation")?,
+        not_before: r.try_get("not_before")?,
+        not_after: r.try_get("not_after")?,
+        created_at: r.try_get("created_at")?,
+        revoked_at: r.try_get("revoked_at")?,
+        revocation_reason: r.try_get("revocation_reason")?,
+    })
 }
 
 /// An audit event.
@@ -409,6 +455,140 @@ impl Db {
         let _w = self.writer().await;
         let mut tx = self.pool.begin().await?;
         Self::audit(&mut tx, "production.refused", device_id, detail).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn device_by_id(&self, device_id: &str) -> Result<Option<DeviceRow>, DbError> {
+        let sql = concat!(
+            "SELECT ",
+            device_columns!(),
+            " FROM devices WHERE device_id = $1"
+        );
+        let row = sqlx::query(sql)
+            .bind(device_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(device_row).transpose()?)
+    }
+
+    /// Why the device was revoked, if it was.
+    pub async fn device_revocation(&self, device_id: &str) -> Result<Option<String>, DbError> {
+        let r: Option<String> =
+            sqlx::query_scalar("SELECT reason FROM device_revocations WHERE device_id = $1")
+                .bind(device_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(r)
+    }
+
+    /// Revokes a device: no more provisioning for it, and its certificates are revoked.
+    pub async fn revoke_device(&self, device_id: &str, reason: &str) -> Result<(), DbError> {
+        let _w = self.writer().await;
+        let mut tx = self.pool.begin().await?;
+        let at = now();
+        sqlx::query("INSERT INTO device_revocations (device_id, at, reason) VALUES ($1, $2, $3)")
+            .bind(device_id)
+            .bind(at)
+            .bind(reason)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE certificates SET state = 'revoked', revoked_at = $1, revocation_reason = $2 WHERE device_id = $3 AND state <> 'revoked'",
+        )
+        .bind(at)
+        .bind(reason)
+        .bind(device_id)
+        .execute(&mut *tx)
+        .await?;
+        Self::audit(&mut tx, "device.revoked", Some(device_id), reason).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Starts a provisioning: certificates of earlier provisionings of this device that never
+    /// completed are revoked (the element may hold them), then the new one is recorded as
+    /// pending — before it is sent to the element.
+    pub async fn record_pending_certificate(&self, c: &CertificateRow) -> Result<(), DbError> {
+        let _w = self.writer().await;
+        let mut tx = self.pool.begin().await?;
+        let at = now();
+        sqlx::query(
+            "UPDATE certificates SET state = 'revoked', revoked_at = $1, revocation_reason = 'provisioning interrupted' WHERE device_id = $2 AND state = 'pending'",
+        )
+        .bind(at)
+        .bind(&c.device_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(concat!(
+            "INSERT INTO certificates (",
+            certificate_columns!(),
+            ") VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9, NULL, NULL)"
+        ))
+        .bind(&c.serial)
+        .bind(&c.device_id)
+        .bind(&c.profile)
+        .bind(c.key_ref)
+        .bind(&c.der)
+        .bind(&c.attestation)
+        .bind(c.not_before)
+        .bind(c.not_after)
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+        Self::audit(
+            &mut tx,
+            "certificate.issued",
+            Some(&c.device_id),
+            &format!("serial {} profile {}", c.serial, c.profile),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The element stored the certificate.
+    pub async fn activate_certificate(&self, serial: &str) -> Result<(), DbError> {
+        let _w = self.writer().await;
+        let mut tx = self.pool.begin().await?;
+        let device_id: String = sqlx::query_scalar(
+            "UPDATE certificates SET state = 'active' WHERE serial = $1 AND state = 'pending' RETURNING device_id",
+        )
+        .bind(serial)
+        .fetch_one(&mut *tx)
+        .await?;
+        Self::audit(
+            &mut tx,
+            "certificate.provisioned",
+            Some(&device_id),
+            &format!("serial {serial}"),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn certificates(&self) -> Result<Vec<CertificateRow>, DbError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            certificate_columns!(),
+            " FROM certificates ORDER BY created_at, serial"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(certificate_row).collect::<Result<_, _>>()?)
+    }
+
+    /// Records a refused provisioning.
+    pub async fn audit_event(
+        &self,
+        event: &str,
+        device_id: Option<&str>,
+        detail: &str,
+    ) -> Result<(), DbError> {
+        let _w = self.writer().await;
+        let mut tx = self.pool.begin().await?;
+        Self::audit(&mut tx, event, device_id, detail).await?;
         tx.commit().await?;
         Ok(())
     }

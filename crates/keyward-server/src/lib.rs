@@ -1,8 +1,12 @@
 //! The Keyward back end: the device database (SQLite or PostgreSQL), secrets sealed at rest,
-//! the server's data directory, and the RAMoverHTTP services — production (`/rt/produce`).
+//! the server's data directory, and the RAMoverHTTP services — production (`/rt/produce`) and
+//! provisioning (`/rt/provision`).
 #![forbid(unsafe_code)]
 
 pub mod db;
 pub mod produce;
+pub mod profile;
+pub mod provision;
 pub mod seal;
 pub mod setup;
+pub mod x509_ca;

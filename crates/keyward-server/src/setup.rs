@@ -35,6 +35,8 @@ pub enum SetupError {
     Seal(#[from] crate::seal::SealError),
     #[error("no random numbers")]
     Random,
+    #[error("key: {0}")]
+    Crypto(#[from] keyward_crypto::CryptoError),
 }
 
 /// The Device Issuer CA a server signs with.
@@ -50,6 +52,9 @@ pub struct DataDir {
     pub kst: (u8, StaticKeys),
     pub kmc: Zeroizing<Vec<u8>>,
     pub master: MasterKey,
+    /// The X.509 issuing CA (`x509/`) and the root certificate above it (DER).
+    pub x509: keyward_ca::x509::X509Ca,
+    pub x509_root: Vec<u8>,
 }
 
 impl DataDir {
@@ -101,7 +106,10 @@ impl DataDir {
         let master_path = dir.join("master.key");
         let master = key_file(&master_path, &[("key", 32)])?;
         let master = MasterKey::new(master.get("key").unwrap_or_default())?;
+        let (x509, x509_root) = crate::x509_ca::open_or_create(&dir.join("x509"), &master)?;
         Ok(Self {
+            x509,
+            x509_root,
             dir: dir.to_path_buf(),
             root,
             dica,

@@ -20,6 +20,7 @@ use keyward_ram::server::{Engine, EngineConfig};
 use keyward_se::crypto::{Curve, HashAlg, der_signature_to_plain, ecdsa_verify_prehash};
 use keyward_se::{Applet, StateFile};
 use keyward_server::produce::{Naming, ProductionService};
+use keyward_server::provision::ProvisioningService;
 use keyward_t1::params::{LinkParams, nxp_atr};
 use keyward_t1::sim::BusTiming;
 use keyward_t1::{CardEngine, Profile, Variant};
@@ -106,22 +107,26 @@ fn run_in(dir: &Path) -> anyhow::Result<()> {
 
     // The back end: the production service on loopback, SQLite in its data directory.
     let rt = tokio::runtime::Runtime::new()?;
-    let producer = rt.block_on(crate::server::producer(
-        &data,
-        None,
-        &keyward_ca::ca_set::Unlock::default(),
-        Naming {
-            country: "ZZ".into(),
-            mnemonic: "KWD".into(),
-        },
-        20 * 365,
-        4,
-    ))?;
+    let (producer, provisioner) =
+        rt.block_on(crate::server::services(crate::server::Settings {
+            data_dir: &data,
+            db_url: None,
+            unlock: keyward_ca::ca_set::Unlock::default(),
+            naming: Naming {
+                country: "ZZ".into(),
+                mnemonic: "KWD".into(),
+            },
+            validity_days: 20 * 365,
+            db_connections: 4,
+            profiles: Default::default(),
+            crl_url: None,
+        }))?;
     let db = producer.db.clone();
     let root = producer.root.clone();
     let engine = Arc::new(
         Engine::new(EngineConfig::default())
-            .service("produce", ProductionService(Arc::new(producer))),
+            .service("produce", ProductionService(Arc::new(producer)))
+            .service("provision", ProvisioningService(Arc::new(provisioner))),
     );
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
     let url = format!("http://{}/rt/produce", listener.local_addr()?);

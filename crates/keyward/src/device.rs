@@ -19,6 +19,32 @@ pub enum DeviceCommand {
     /// Have a blank element produced by the Device Issuer CA (`…/rt/produce`), then replace
     /// its single-use transport PIN with the device's own PIN, kept in --pin-file.
     Produce(ProduceArgs),
+    /// Have the back end provision a key and certificate per a profile (`…/rt/provision`):
+    /// the element generates the key under end-to-end secure messaging and stores the
+    /// certificate. The PIN (from --pin-file) is verified locally first.
+    Provision(ProvisionArgs),
+}
+
+#[derive(Args)]
+pub struct ProvisionArgs {
+    /// The provisioning service URL, e.g. http://127.0.0.1:8080/rt/provision.
+    #[arg(long)]
+    url: String,
+    /// The element: pcsc:READER-PREFIX, t1:unix:PATH[?variant=…] or se:STATE-FILE.
+    #[arg(long)]
+    card: String,
+    /// Certificate profile (tls-client, eap-tls, data-signing, or one of the server's).
+    #[arg(long)]
+    profile: String,
+    /// The device's PIN, verified on the element before connecting.
+    #[arg(long, default_value = "keyward-device.pin")]
+    pin_file: PathBuf,
+    /// PEM bundle of CAs to trust for https:// instead of the system's.
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
+    /// Seconds per HTTP exchange.
+    #[arg(long, default_value_t = 40)]
+    timeout: u64,
 }
 
 #[derive(Args)]
@@ -81,6 +107,7 @@ pub fn run(cmd: DeviceCommand) -> anyhow::Result<()> {
     match cmd {
         DeviceCommand::Connect(a) => connect(&a),
         DeviceCommand::Produce(a) => produce(&a),
+        DeviceCommand::Provision(a) => provision(&a),
     }
 }
 
@@ -229,4 +256,57 @@ fn own_pin(path: &std::path::Path) -> anyhow::Result<Zeroizing<String>> {
     let pin = Zeroizing::new(pin);
     keyward_se::storage::write_atomically(path, format!("{}\n", pin.as_str()).as_bytes(), 0o600)?;
     Ok(pin)
+}
+
+/// The provisioning URL with the profile as query parameter.
+pub(crate) fn provision_url(url: &str, profile: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}profile={profile}")
+}
+
+/// Relays a provisioning session for an element whose PIN is verified; returns the
+/// certificate's serial and key id as the server announced them, and the summary.
+pub(crate) fn provision_over(
+    card: &mut Element,
+    url: &str,
+    ca_file: Option<&PathBuf>,
+    timeout: u64,
+) -> anyhow::Result<(String, client::Summary)> {
+    let mut certificate = None;
+    let mut on_notify = |n: &Notification| {
+        if n.id == keyward_server::provision::NOTIFY_CERTIFICATE {
+            certificate = Some(n.text.clone());
+        } else {
+            eprintln!("[{}] {}", n.id, n.text);
+        }
+    };
+    let summary = relay(card, url, ca_file, timeout, &mut on_notify)?;
+    let certificate =
+        certificate.context("the service ended without provisioning a certificate")?;
+    Ok((certificate, summary))
+}
+
+fn provision(a: &ProvisionArgs) -> anyhow::Result<()> {
+    let mut channel = open_transport(&a.card).with_context(|| format!("opening {}", a.card))?;
+    let text = Zeroizing::new(
+        std::fs::read_to_string(&a.pin_file)
+            .with_context(|| format!("reading {}", a.pin_file.display()))?,
+    );
+    let pin = text.trim_end_matches(['\r', '\n']);
+    let mut hsm = Hsm::new(&mut channel);
+    hsm.select()?;
+    hsm.verify_pin(pin.as_bytes())
+        .context("local PIN verification")?;
+    let mut card = Element(channel);
+    let (certificate, summary) = provision_over(
+        &mut card,
+        &provision_url(&a.url, &a.profile),
+        a.ca_file.as_ref(),
+        a.timeout,
+    )?;
+    println!(
+        "provisioned {certificate} (profile {}) in {} round trips ({} APDUs, {} bytes sent, {} received)",
+        a.profile, summary.round_trips, summary.apdus, summary.bytes_sent, summary.bytes_received
+    );
+    Ok(())
 }

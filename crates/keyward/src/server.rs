@@ -10,8 +10,11 @@ use clap::Args;
 use keyward_ram::server::{Diag, Engine, EngineConfig};
 use keyward_server::db::Db;
 use keyward_server::produce::{Naming, Producer, ProductionService};
+use keyward_server::profile::Profile;
+use keyward_server::provision::{Provisioner, ProvisioningService};
 use keyward_server::setup::DataDir;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 
 #[derive(Args)]
 pub struct ServerArgs {
@@ -65,6 +68,11 @@ struct FileConfig {
     mnemonic: Option<String>,
     device_validity_days: Option<u32>,
     db_connections: Option<u32>,
+    /// The CRL distribution point written into certificates.
+    crl_url: Option<String>,
+    /// Certificate profiles (`[profiles.NAME]`), beside the built-in ones.
+    #[serde(default)]
+    profiles: BTreeMap<String, Profile>,
 }
 
 /// A secret from the first line of a file.
@@ -78,31 +86,51 @@ fn secret_line(path: Option<&PathBuf>) -> anyhow::Result<Option<zeroize::Zeroizi
     )))
 }
 
-/// Opens the data directory and the database and builds the production service.
-pub async fn producer(
-    data_dir: &Path,
-    db_url: Option<&str>,
-    unlock: &keyward_ca::ca_set::Unlock<'_>,
-    naming: Naming,
-    validity_days: u32,
-    db_connections: u32,
-) -> anyhow::Result<Producer> {
-    let dd = DataDir::open_or_create(data_dir, unlock)
-        .with_context(|| format!("data directory {}", data_dir.display()))?;
-    let url = db_url.map_or_else(|| DataDir::default_db_url(data_dir), str::to_string);
-    let db = Db::open(&url, db_connections)
-        .await
-        .with_context(|| format!("database {}", redact(&url)))?;
-    Ok(Producer {
-        db: Arc::new(db),
+/// What the services are built from.
+pub struct Settings<'a> {
+    pub data_dir: &'a Path,
+    pub db_url: Option<&'a str>,
+    pub unlock: keyward_ca::ca_set::Unlock<'a>,
+    pub naming: Naming,
+    pub validity_days: u32,
+    pub db_connections: u32,
+    pub profiles: BTreeMap<String, Profile>,
+    pub crl_url: Option<String>,
+}
+
+/// Opens the data directory and the database and builds the production and provisioning
+/// services.
+pub async fn services(s: Settings<'_>) -> anyhow::Result<(Producer, Provisioner)> {
+    let dd = DataDir::open_or_create(s.data_dir, &s.unlock)
+        .with_context(|| format!("data directory {}", s.data_dir.display()))?;
+    let url = s
+        .db_url
+        .map_or_else(|| DataDir::default_db_url(s.data_dir), str::to_string);
+    let db = Arc::new(
+        Db::open(&url, s.db_connections)
+            .await
+            .with_context(|| format!("database {}", redact(&url)))?,
+    );
+    let mut trust = keyward_cvc::TrustStore::new();
+    trust.add_root(dd.root.clone())?;
+    let provisioner = Provisioner {
+        db: db.clone(),
+        trust,
+        ca: Mutex::new(dd.x509),
+        profiles: keyward_server::profile::profiles(&s.profiles)?,
+        crl_url: s.crl_url,
+    };
+    let producer = Producer {
+        db,
         dica: Mutex::new(dd.dica),
         root: dd.root,
         kst: dd.kst,
         kmc: dd.kmc,
         master: dd.master,
-        naming,
-        validity_days,
-    })
+        naming: s.naming,
+        validity_days: s.validity_days,
+    };
+    Ok((producer, provisioner))
 }
 
 /// A database URL without its password, for messages.
@@ -118,7 +146,7 @@ fn redact(url: &str) -> String {
 }
 
 pub fn run(a: &ServerArgs) -> anyhow::Result<()> {
-    let file: FileConfig = match &a.config {
+    let mut file: FileConfig = match &a.config {
         Some(p) => toml::from_str(
             &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
         )
@@ -144,6 +172,7 @@ pub fn run(a: &ServerArgs) -> anyhow::Result<()> {
         .device_id(1)
         .map_err(|e| anyhow::anyhow!("device naming: {e}"))?;
     let validity = file.device_validity_days.unwrap_or(20 * 365);
+    let file_profiles = std::mem::take(&mut file.profiles);
     let connections = file.db_connections.unwrap_or(16);
     let cfg = EngineConfig {
         max_sessions: a.max_sessions,
@@ -161,19 +190,22 @@ pub fn run(a: &ServerArgs) -> anyhow::Result<()> {
             module: a.pkcs11_module.as_deref(),
             pin: pin.as_ref().map(|p| p.as_str()),
         };
-        let producer = producer(
-            &data_dir,
-            db_url.as_deref(),
-            &unlock,
+        let (producer, provisioner) = services(Settings {
+            data_dir: &data_dir,
+            db_url: db_url.as_deref(),
+            unlock,
             naming,
-            validity,
-            connections,
-        )
+            validity_days: validity,
+            db_connections: connections,
+            profiles: file_profiles,
+            crl_url: file.crl_url,
+        })
         .await?;
         let engine = Arc::new(
             Engine::new(cfg)
                 .service("diag", Diag)
-                .service("produce", ProductionService(Arc::new(producer))),
+                .service("produce", ProductionService(Arc::new(producer)))
+                .service("provision", ProvisioningService(Arc::new(provisioner))),
         );
         let addr: std::net::SocketAddr = tokio::net::lookup_host(&listen)
             .await?
@@ -181,7 +213,7 @@ pub fn run(a: &ServerArgs) -> anyhow::Result<()> {
             .with_context(|| format!("no address for {listen}"))?;
         match (&a.tls_cert, &a.tls_key) {
             (Some(cert), Some(key)) => {
-                tracing::info!("serving https://{addr}/rt/produce and /rt/diag");
+                tracing::info!("serving https://{addr}/rt/produce, /rt/provision and /rt/diag");
                 keyward_ram::server::serve_tls(engine, addr, cert, key)
                     .await
                     .context("HTTPS server")
@@ -191,7 +223,7 @@ pub fn run(a: &ServerArgs) -> anyhow::Result<()> {
                     .await
                     .with_context(|| format!("listening on {addr}"))?;
                 tracing::info!(
-                    "serving http://{}/rt/produce and /rt/diag",
+                    "serving http://{}/rt/produce, /rt/provision and /rt/diag",
                     listener.local_addr()?
                 );
                 keyward_ram::server::serve(engine, listener)

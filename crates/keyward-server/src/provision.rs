@@ -1,0 +1,222 @@
+//! The provisioning service (`/rt/provision?profile=NAME`, DESIGN §3.4): a produced device is
+//! authenticated by its chain and chip authentication, its element generates a key under end-
+//! to-end secure messaging, the key's attestation is verified, and the issuing CA's X.509
+//! certificate is stored back with the key's PKCS#15 description — in four HTTP round trips.
+//!
+//! The certificate is recorded (pending) before it is sent and activated once the element
+//! confirms it; a provisioning that stops in between leaves a pending record that the next
+//! provisioning of the device revokes, so nothing recorded as valid is missing from the element.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use keyward_ca::provisioning::{self, Device, ProvisionError};
+use keyward_ca::x509::{SubjectKey, X509Ca};
+use keyward_crypto::{Curve, HashAlg};
+use keyward_cvc::{PublicKey, TrustStore};
+use keyward_ram::server::{ScriptError, Service, Session};
+use keyward_sm::ChipAuthHost;
+
+use crate::db::{CertificateRow, Db, DeviceState};
+use crate::profile::Profile;
+
+/// Notify id of the message naming the provisioned certificate (text `certificate:SERIAL key:KID`).
+pub const NOTIFY_CERTIFICATE: i64 = 2003;
+
+pub struct Provisioner {
+    pub db: Arc<Db>,
+    /// Roots device chains must lead to.
+    pub trust: TrustStore,
+    pub ca: Mutex<X509Ca>,
+    pub profiles: BTreeMap<String, Profile>,
+    /// Where relying parties find the CRL (the certificates' distribution point).
+    pub crl_url: Option<String>,
+}
+
+/// Why a provisioning was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    #[error("unknown profile {0:?}")]
+    Profile(String),
+    #[error("device {0} is not known here (not produced by this server)")]
+    UnknownDevice(String),
+    #[error("device {0} is not produced yet")]
+    NotProduced(String),
+    #[error("device {device} is revoked: {reason}")]
+    Revoked { device: String, reason: String },
+    #[error("device {device}: {source}")]
+    Provisioning {
+        device: String,
+        source: ProvisionError,
+    },
+    #[error("{0}")]
+    Opening(ProvisionError),
+    #[error("device {device}: the generated key does not match the profile {profile}")]
+    Policy { device: String, profile: String },
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+impl Provisioner {
+    async fn provision(&self, session: &mut Session) -> Result<(), ScriptError> {
+        let name = session.param("profile").unwrap_or("tls-client").to_string();
+        let Some(profile) = self.profiles.get(&name).cloned() else {
+            return self.refused(None, Refusal::Profile(name)).await;
+        };
+        let spec = profile.key_spec().ok_or("profile without a key type")?;
+
+        // 1. Chain and chip authentication.
+        let chip = ChipAuthHost::new(Curve::BrainpoolP256r1)?;
+        let opening = provisioning::opening(&chip)?;
+        let r = session.transmit(opening.apdus().to_vec()).await?;
+        let mut device = match Device::read(
+            &opening,
+            &r,
+            &self.trust,
+            keyward_se::dev_pki::today(),
+            chip,
+        ) {
+            Ok(d) => d,
+            Err(e) => return self.refused(None, Refusal::Opening(e)).await,
+        };
+        let id = device.identity.device_id.clone();
+        match self.db.device_by_id(&id).await? {
+            None => {
+                return self
+                    .refused(Some(&id), Refusal::UnknownDevice(id.clone()))
+                    .await;
+            }
+            Some(d) if d.state != DeviceState::Produced => {
+                return self
+                    .refused(Some(&id), Refusal::NotProduced(id.clone()))
+                    .await;
+            }
+            Some(_) => {}
+        }
+        if let Some(reason) = self.db.device_revocation(&id).await? {
+            return self
+                .refused(
+                    Some(&id),
+                    Refusal::Revoked {
+                        device: id.clone(),
+                        reason,
+                    },
+                )
+                .await;
+        }
+        let refuse = |source| Refusal::Provisioning {
+            device: id.clone(),
+            source,
+        };
+
+        // 2. The key, generated under SM; its attestation verified before anything is issued.
+        let kid = device.free_key_id().map_err(refuse)?;
+        let algorithms = profile.algorithms();
+        let generate = device
+            .generate(kid, spec, algorithms.as_deref())
+            .map_err(refuse)?;
+        let r = session.transmit(generate.apdus().to_vec()).await?;
+        let (key, ar) = match device.read_key(&generate, &r) {
+            Ok(k) => k,
+            Err(e) => return self.refused(Some(&id), refuse(e)).await,
+        };
+        let subject_key = match (&key.public_key, spec) {
+            (PublicKey::Ec { point, .. }, keyward_card::KeySpec::Ec(curve))
+                if point.len() == 1 + 2 * curve.field_len() =>
+            {
+                SubjectKey::Ec {
+                    curve,
+                    point: point.clone(),
+                }
+            }
+            (
+                PublicKey::Rsa {
+                    modulus, exponent, ..
+                },
+                keyward_card::KeySpec::Rsa(bits),
+            ) if modulus.len() * 8 == usize::from(bits) => SubjectKey::Rsa {
+                modulus: modulus.clone(),
+                exponent: exponent.clone(),
+            },
+            _ => {
+                return self
+                    .refused(
+                        Some(&id),
+                        Refusal::Policy {
+                            device: id.clone(),
+                            profile: name,
+                        },
+                    )
+                    .await;
+            }
+        };
+
+        // 3. The certificate: recorded as pending, stored on the element, then activated.
+        let mut template = profile.template(&id, now(), self.crl_url.as_deref());
+        template.attestation = Some((id.clone(), HashAlg::Sha256.digest(&ar.raw)));
+        let issued = {
+            let mut ca = self.ca.lock().map_err(|_| "CA lock")?;
+            ca.issue(&template, &subject_key)?
+        };
+        let serial = hex::encode_upper(&issued.serial);
+        self.db
+            .record_pending_certificate(&CertificateRow {
+                serial: serial.clone(),
+                device_id: id.clone(),
+                profile: name.clone(),
+                key_ref: i64::from(kid),
+                state: "pending".into(),
+                der: hex::encode(&issued.der),
+                attestation: hex::encode(&ar.raw),
+                not_before: template.not_before,
+                not_after: template.not_after,
+                created_at: 0,
+                revoked_at: None,
+                revocation_reason: None,
+            })
+            .await?;
+        let store = device
+            .store(kid, spec, &name, &issued.der, &ar)
+            .map_err(refuse)?;
+        // The announcement travels with the last batch; the device trusts it only if the
+        // session then ends successfully.
+        session.notify(
+            NOTIFY_CERTIFICATE,
+            format!("certificate:{serial} key:{kid}"),
+        );
+        let r = session.transmit(store.apdus().to_vec()).await?;
+        if let Err(e) = device.check_store(&store, &r) {
+            return self.refused(Some(&id), refuse(e)).await;
+        }
+        self.db.activate_certificate(&serial).await?;
+        tracing::info!(device = %id, %serial, profile = %name, kid, "certificate provisioned");
+        Ok(())
+    }
+
+    async fn refused(&self, device: Option<&str>, refusal: Refusal) -> Result<(), ScriptError> {
+        tracing::warn!(%refusal, "provisioning refused");
+        self.db
+            .audit_event("provisioning.refused", device, &refusal.to_string())
+            .await?;
+        Err(refusal.into())
+    }
+}
+
+/// The service on `/rt/provision`.
+#[derive(Clone)]
+pub struct ProvisioningService(pub Arc<Provisioner>);
+
+impl Service for ProvisioningService {
+    fn run<'a>(
+        &'a self,
+        session: &'a mut Session,
+    ) -> Pin<Box<dyn Future<Output = Result<(), ScriptError>> + Send + 'a>> {
+        Box::pin(self.0.provision(session))
+    }
+}
