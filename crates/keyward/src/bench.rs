@@ -37,6 +37,9 @@ pub enum BenchCommand {
     /// A production line against a running server (`keyward server`): blank virtual
     /// elements produced through /rt/produce; devices/s, latency, round trips, bytes.
     Produce(crate::bench_produce::ProduceArgs),
+    /// Provisioning against a running server: devices produced first (not measured), then
+    /// provisioned through /rt/provision; provisionings/s, latency, round trips, bytes.
+    Provision(crate::bench_produce::ProvisionArgs),
     /// (internal) One PKCS#11 C_Sign loop in this process; prints `ec=<per s> rsa=<per s>`.
     #[command(hide = true)]
     SignLoop(SignLoopArgs),
@@ -94,6 +97,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Pkcs11(a) => crate::bench_pkcs11::run(&a),
         BenchCommand::Ram(a) => crate::bench_ram::run(&a),
         BenchCommand::Produce(a) => crate::bench_produce::run(&a),
+        BenchCommand::Provision(a) => crate::bench_produce::run_provision(&a),
         BenchCommand::SignLoop(a) => {
             let (ec, rsa) = sign_loop(&a)?;
             println!("ec={ec:.1} rsa={rsa:.1}");

@@ -60,24 +60,6 @@ impl Persist for Store {
 
 type Element0 = Applet<Store>;
 
-/// An in-process element as the RAMoverHTTP client's card.
-struct Direct<'a>(&'a mut Element0);
-
-impl client::Card for Direct<'_> {
-    fn atr(&mut self) -> Vec<u8> {
-        keyward_se::ATR.to_vec()
-    }
-
-    fn transmit(&mut self, apdu: &[u8]) -> Result<Vec<u8>, String> {
-        Ok(self.0.transmit(apdu))
-    }
-
-    fn reset(&mut self) -> Result<Vec<u8>, String> {
-        self.0.reset();
-        Ok(keyward_se::ATR.to_vec())
-    }
-}
-
 /// How one device's production ended.
 enum Outcome {
     Produced {
@@ -99,24 +81,44 @@ struct Tally {
     failed: Vec<String>,
 }
 
-/// One production attempt over the chosen link; gives the element back.
-fn attempt(
+/// An in-process element shared with the link for one session.
+struct Shared(std::sync::Arc<Mutex<Element0>>);
+
+impl keyward_card::CardChannel for Shared {
+    fn transmit_raw(&mut self, apdu: &[u8]) -> Result<Vec<u8>, keyward_card::CardError> {
+        // A poisoned lock means a panic elsewhere; the element itself is still consistent.
+        let mut e = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok(e.transmit(apdu))
+    }
+
+    fn reset(&mut self) -> Result<Vec<u8>, keyward_card::CardError> {
+        if let Ok(mut e) = self.0.lock() {
+            e.reset();
+        }
+        Ok(keyward_se::ATR.to_vec())
+    }
+}
+
+/// Attaches the element over the chosen link (a power cycle), runs `f` with the device's
+/// channel, and gives the element back.
+fn with_link<R>(
     element: Element0,
     link: &str,
-    http: &reqwest::Client,
-    cfg: &ClientConfig,
-    rt: &tokio::runtime::Runtime,
-) -> anyhow::Result<(Element0, Result<client::Summary, ClientError>)> {
-    let mut ignore = |_: &Notification| {};
+    f: impl FnOnce(&mut Element) -> R,
+) -> anyhow::Result<(Element0, R)> {
     match link {
         "inproc" => {
-            let mut applet = element;
-            let r = rt.block_on(client::connect(
-                http,
-                cfg,
-                &mut Direct(&mut applet),
-                &mut ignore,
-            ));
+            let shared = std::sync::Arc::new(Mutex::new(element));
+            let mut card = Element(Box::new(Shared(shared.clone())));
+            let r = f(&mut card);
+            drop(card);
+            let applet = std::sync::Arc::try_unwrap(shared)
+                .map_err(|_| anyhow::anyhow!("element still in use"))?
+                .into_inner()
+                .map_err(|_| anyhow::anyhow!("element lock poisoned"))?;
             Ok((applet, r))
         }
         "t1" => {
@@ -140,7 +142,7 @@ fn attempt(
             });
             let channel = T1Channel::over(host, keyward_t1::Variant::NxpI2c)?;
             let mut card = Element(Box::new(channel));
-            let r = rt.block_on(client::connect(http, cfg, &mut card, &mut ignore));
+            let r = f(&mut card);
             drop(card);
             let applet = server
                 .join()
@@ -149,6 +151,34 @@ fn attempt(
         }
         other => bail!("unknown link {other:?} (t1 or inproc)"),
     }
+}
+
+/// One production attempt; gives the element back with the session's outcome and the
+/// transport PIN it announced.
+fn attempt(
+    element: Element0,
+    link: &str,
+    http: &reqwest::Client,
+    cfg: &ClientConfig,
+    rt: &tokio::runtime::Runtime,
+) -> anyhow::Result<(
+    Element0,
+    Result<client::Summary, ClientError>,
+    Option<String>,
+)> {
+    let mut transport = None;
+    let mut on_notify = |n: &Notification| {
+        if n.id == keyward_server::produce::NOTIFY_TRANSPORT_PIN {
+            transport = n
+                .text
+                .strip_prefix(keyward_server::produce::TRANSPORT_PIN_PREFIX)
+                .map(str::to_string);
+        }
+    };
+    let (e, r) = with_link(element, link, |card| {
+        rt.block_on(client::connect(http, cfg, card, &mut on_notify))
+    })?;
+    Ok((e, r, transport))
 }
 
 fn new_element(kst: &Path, dir: Option<&Path>) -> anyhow::Result<Element0> {
@@ -183,7 +213,7 @@ fn produce_one(
     let mut first = true;
     loop {
         let start = Instant::now();
-        let (back, result) = attempt(element, &a.link, http, cfg, rt)?;
+        let (back, result, _) = attempt(element, &a.link, http, cfg, rt)?;
         element = back;
         match result {
             Ok(summary) => {
@@ -212,55 +242,19 @@ pub fn run(a: &ProduceArgs) -> anyhow::Result<()> {
         std::fs::create_dir_all(dir)?;
     }
     crate::se::blank_element(&a.kst).with_context(|| format!("KST {}", a.kst.display()))?;
-    let next = AtomicUsize::new(0);
-    let tally = Mutex::new(Tally::default());
     let start = Instant::now();
-    std::thread::scope(|s| -> anyhow::Result<()> {
-        let workers: Vec<_> = (0..a.concurrency.max(1))
-            .map(|_| {
-                s.spawn(|| -> anyhow::Result<()> {
-                    let cfg = ClientConfig {
-                        timeout: Duration::from_secs(30),
-                        ..ClientConfig::new(&a.url)
-                    };
-                    let http = client::http_client(&cfg)?;
-                    let rt = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()?;
-                    while next.fetch_add(1, Ordering::Relaxed) < a.devices {
-                        let outcome = produce_one(a, &http, &cfg, &rt)?;
-                        let mut t = tally.lock().map_err(|_| anyhow::anyhow!("tally"))?;
-                        match outcome {
-                            Outcome::Produced { latency, summary } => {
-                                t.produced += 1;
-                                t.latencies_ms.push(latency.as_secs_f64() * 1e3);
-                                t.round_trips += summary.round_trips;
-                                t.bytes += summary.bytes_sent + summary.bytes_received;
-                            }
-                            Outcome::AlreadyProduced => t.already += 1,
-                            Outcome::Failed(e) => t.failed.push(e),
-                        }
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        for w in workers {
-            w.join().map_err(|_| anyhow::anyhow!("worker panicked"))??;
-        }
-        Ok(())
+    let outcomes = on_workers(a.devices, a.concurrency, &a.url, |_, http, cfg, rt| {
+        produce_one(a, http, cfg, rt)
     })?;
-    let elapsed = start.elapsed().as_secs_f64();
-    let mut t = tally.into_inner().map_err(|_| anyhow::anyhow!("tally"))?;
-    t.latencies_ms.sort_by(f64::total_cmp);
-    let pct = |p: f64| {
-        if t.latencies_ms.is_empty() {
-            return 0.0;
+    let mut t = Tally::default();
+    for outcome in outcomes {
+        match outcome {
+            Outcome::Produced { latency, summary } => t.add(latency, &summary),
+            Outcome::AlreadyProduced => t.already += 1,
+            Outcome::Failed(e) => t.failed.push(e),
         }
-        let i = ((t.latencies_ms.len() as f64 - 1.0) * p).round() as usize;
-        t.latencies_ms[i]
-    };
-    let n = t.produced.max(1) as f64;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
     println!(
         "produced {} devices ({} found produced on retry, {} failed) in {elapsed:.2} s over {} link, concurrency {}",
         t.produced,
@@ -269,19 +263,181 @@ pub fn run(a: &ProduceArgs) -> anyhow::Result<()> {
         a.link,
         a.concurrency
     );
-    for e in t.failed.iter().take(5) {
-        println!("  failure: {e}");
+    t.report(elapsed, a.devices)
+}
+
+impl Tally {
+    fn add(&mut self, latency: Duration, summary: &client::Summary) {
+        self.produced += 1;
+        self.latencies_ms.push(latency.as_secs_f64() * 1e3);
+        self.round_trips += summary.round_trips;
+        self.bytes += summary.bytes_sent + summary.bytes_received;
+    }
+
+    /// Prints the contract's final line (and the first failures); fails if any device failed.
+    fn report(mut self, elapsed: f64, devices: usize) -> anyhow::Result<()> {
+        self.latencies_ms.sort_by(f64::total_cmp);
+        let pct = |p: f64| {
+            if self.latencies_ms.is_empty() {
+                return 0.0;
+            }
+            let i = ((self.latencies_ms.len() as f64 - 1.0) * p).round() as usize;
+            self.latencies_ms[i]
+        };
+        let n = self.produced.max(1) as f64;
+        for e in self.failed.iter().take(5) {
+            println!("  failure: {e}");
+        }
+        println!(
+            "devices/s={:.1} p50_ms={:.1} p99_ms={:.1} round_trips={:.1} bytes={:.0}",
+            (self.produced + self.already) as f64 / elapsed,
+            pct(0.50),
+            pct(0.99),
+            self.round_trips as f64 / n,
+            self.bytes as f64 / n
+        );
+        if !self.failed.is_empty() {
+            bail!("{} of {} devices failed", self.failed.len(), devices);
+        }
+        Ok(())
+    }
+}
+
+#[derive(Args)]
+pub struct ProvisionArgs {
+    /// The provisioning service URL (its server's /rt/produce produces the devices first).
+    #[arg(long, default_value = "http://127.0.0.1:8080/rt/provision")]
+    url: String,
+    /// Devices to provision.
+    #[arg(long, default_value_t = 200)]
+    devices: usize,
+    /// Provisionings at once.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// The Key for Secure Transport of the blank elements.
+    #[arg(long, default_value = "keyward-data/kst.key")]
+    kst: PathBuf,
+    /// How a device reaches its element: t1 or inproc.
+    #[arg(long, default_value = "t1")]
+    link: String,
+    /// Certificate profile.
+    #[arg(long, default_value = "tls-client")]
+    profile: String,
+}
+
+/// A produced device: its element and its own PIN.
+type Produced = (Element0, Vec<u8>);
+
+/// Runs `work` for `n` items on `workers` threads, each with its own HTTP client and runtime.
+fn on_workers<T: Send>(
+    n: usize,
+    workers: usize,
+    url: &str,
+    work: impl Fn(usize, &reqwest::Client, &ClientConfig, &tokio::runtime::Runtime) -> anyhow::Result<T>
+    + Sync,
+) -> anyhow::Result<Vec<T>> {
+    let next = AtomicUsize::new(0);
+    let out = Mutex::new(Vec::with_capacity(n));
+    std::thread::scope(|s| -> anyhow::Result<()> {
+        let handles: Vec<_> = (0..workers.max(1))
+            .map(|_| {
+                s.spawn(|| -> anyhow::Result<()> {
+                    let cfg = ClientConfig {
+                        timeout: Duration::from_secs(30),
+                        ..ClientConfig::new(url)
+                    };
+                    let http = client::http_client(&cfg)?;
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?;
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= n {
+                            return Ok(());
+                        }
+                        let r = work(i, &http, &cfg, &rt)?;
+                        out.lock().map_err(|_| anyhow::anyhow!("results"))?.push(r);
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().map_err(|_| anyhow::anyhow!("worker panicked"))??;
+        }
+        Ok(())
+    })?;
+    out.into_inner().map_err(|_| anyhow::anyhow!("results"))
+}
+
+pub fn run_provision(a: &ProvisionArgs) -> anyhow::Result<()> {
+    let base = a.url.split('?').next().unwrap_or_default();
+    let produce_url = match base.strip_suffix("/provision") {
+        Some(prefix) => format!("{prefix}/produce"),
+        None => bail!("the URL must end in /rt/provision"),
+    };
+    // Phase 1 (not measured): produce the devices; each replaces its transport PIN.
+    let produced: Vec<Produced> = on_workers(
+        a.devices,
+        a.concurrency,
+        &produce_url,
+        |_, http, cfg, rt| {
+            let element = new_element(&a.kst, None)?;
+            let (element, result, transport) = attempt(element, &a.link, http, cfg, rt)?;
+            result.with_context(|| "production")?;
+            let transport = transport.context("no transport PIN")?;
+            let pin: Vec<u8> = keyward_crypto::random(8)?
+                .iter()
+                .map(|b| b'0' + b % 10)
+                .collect();
+            let (element, changed) = with_link(element, &a.link, |card| -> anyhow::Result<()> {
+                let mut hsm = keyward_card::Hsm::new(&mut card.0);
+                hsm.select()?;
+                hsm.change_pin(transport.as_bytes(), &pin)?;
+                Ok(())
+            })?;
+            changed?;
+            Ok((element, pin))
+        },
+    )?;
+    let pool = Mutex::new(produced);
+    let url = crate::device::provision_url(&a.url, &a.profile);
+    let start = Instant::now();
+    // Phase 2 (measured): provisioning; the PIN is verified locally first, as a device does.
+    let results = on_workers(a.devices, a.concurrency, &url, |_, http, cfg, rt| {
+        let (element, pin) = pool
+            .lock()
+            .map_err(|_| anyhow::anyhow!("pool"))?
+            .pop()
+            .context("no device")?;
+        let t0 = Instant::now();
+        let mut ignore = |_: &Notification| {};
+        let (_, r) = with_link(
+            element,
+            &a.link,
+            |card| -> anyhow::Result<client::Summary> {
+                let mut hsm = keyward_card::Hsm::new(&mut card.0);
+                hsm.select()?;
+                hsm.verify_pin(&pin)?;
+                Ok(rt.block_on(client::connect(http, cfg, card, &mut ignore))?)
+            },
+        )?;
+        Ok((t0.elapsed(), r))
+    })?;
+    let elapsed = start.elapsed().as_secs_f64();
+    let mut t = Tally::default();
+    for (latency, r) in results {
+        match r {
+            Ok(summary) => t.add(latency, &summary),
+            Err(e) => t.failed.push(e.to_string()),
+        }
     }
     println!(
-        "devices/s={:.1} p50_ms={:.1} p99_ms={:.1} round_trips={:.1} bytes={:.0}",
-        (t.produced + t.already) as f64 / elapsed,
-        pct(0.50),
-        pct(0.99),
-        t.round_trips as f64 / n,
-        t.bytes as f64 / n
+        "provisioned {} devices ({} failed) with profile {} in {elapsed:.2} s over {} link, concurrency {}",
+        t.produced,
+        t.failed.len(),
+        a.profile,
+        a.link,
+        a.concurrency
     );
-    if !t.failed.is_empty() {
-        bail!("{} of {} productions failed", t.failed.len(), a.devices);
-    }
-    Ok(())
+    t.report(elapsed, a.devices)
 }
