@@ -6,129 +6,14 @@
 //! exactly once, sequence numbers have no gaps, and the database holds no orphan rows.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use keyward_server::db::{Db, DeviceState};
 
-const KEYWARD: &str = env!("CARGO_BIN_EXE_keyward");
-
-struct Server {
-    child: Option<Child>,
-    port: u16,
-    data: PathBuf,
-    db: String,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl Server {
-    fn start(data: &Path, db: &str) -> Self {
-        let mut s = Self {
-            child: None,
-            port: free_port(),
-            data: data.to_path_buf(),
-            db: db.to_string(),
-        };
-        s.spawn();
-        s
-    }
-
-    fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.data.with_extension("log"))
-            .unwrap();
-        let child = Command::new(KEYWARD)
-            .args(["server", "--listen", &format!("127.0.0.1:{}", self.port)])
-            .arg("--data-dir")
-            .arg(&self.data)
-            .args(["--db", &self.db])
-            .env("KEYWARD_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "server did not come up");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// SIGKILL, wait, start again on the same port, data directory and database.
-    fn kill9_and_restart(&mut self) {
-        self.stop();
-        self.spawn();
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/rt/produce", self.port)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn keyward(args: &[&str], dir: &Path) -> Output {
-    Command::new(KEYWARD)
-        .args(args)
-        .current_dir(dir)
-        .env("KEYWARD_LOG", "warn")
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn db(url: &str) -> Db {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(Db::open(url, 2)).unwrap()
-}
-
-fn block<T>(f: impl Future<Output = T>) -> T {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("keyward-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+mod common;
+use common::*;
 
 /// The whole suite against one database.
 fn suite(work: &Path, db_url: &str) {
@@ -316,28 +201,6 @@ fn production_on_sqlite() {
     let _ = std::fs::remove_dir_all(&work);
 }
 
-/// A fresh database on the PostgreSQL server the test script started.
-fn fresh_postgres(admin: &str) -> String {
-    use sqlx::Connection;
-    let name = format!("keyward_test_{}", std::process::id());
-    block(async {
-        sqlx::any::install_default_drivers();
-        let mut c = sqlx::AnyConnection::connect(admin).await.unwrap();
-        let drop = format!("DROP DATABASE IF EXISTS {name}");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(drop))
-            .execute(&mut c)
-            .await
-            .unwrap();
-        let create = format!("CREATE DATABASE {name}");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(create))
-            .execute(&mut c)
-            .await
-            .unwrap();
-    });
-    let base = admin.rsplit_once('/').map_or(admin, |(b, _)| b);
-    format!("{base}/{name}")
-}
-
 #[test]
 fn production_on_postgres() {
     let Ok(admin) = std::env::var("KEYWARD_TEST_POSTGRES_URL") else {
@@ -349,7 +212,7 @@ fn production_on_postgres() {
         return;
     };
     let work = temp_dir("produce-postgres");
-    let url = fresh_postgres(&admin);
+    let url = fresh_postgres(&admin, "produce");
     suite(&work, &url);
     let _ = std::fs::remove_dir_all(&work);
 }
