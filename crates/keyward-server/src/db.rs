@@ -11,13 +11,47 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
 /// The schema this build reads and writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Migrations in order; each runs in one transaction with its version row.
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_devices.sql")),
     (2, include_str!("../migrations/0002_certificates.sql")),
+    (3, include_str!("../migrations/0003_audit_chain.sql")),
 ];
+
+/// The hash before the first audit event.
+pub const AUDIT_GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// An audit event's hash: SHA-256 over the previous hash and the event's fields, each on its
+/// own line (hex).
+pub fn audit_hash(
+    prev: &str,
+    seq: i64,
+    at: i64,
+    event: &str,
+    device_id: Option<&str>,
+    detail: &str,
+) -> String {
+    let text = format!(
+        "{prev}\n{seq}\n{at}\n{event}\n{}\n{detail}",
+        device_id.unwrap_or_default()
+    );
+    hex::encode(keyward_crypto::HashAlg::Sha256.digest(text.as_bytes()))
+}
+
+/// Why the audit log does not verify.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AuditBreak {
+    #[error("event {0} is missing (sequence numbers must run 1, 2, 3, …)")]
+    Missing(i64),
+    #[error("event {0} was changed (its hash does not match its content)")]
+    Changed(i64),
+    #[error("event {0} does not follow the event before it (broken chain)")]
+    Unlinked(i64),
+    #[error("the log ends at event {last}, but {issued} were written: the newest were deleted")]
+    Truncated { last: i64, issued: i64 },
+}
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -28,6 +62,8 @@ pub enum DbError {
     SchemaTooNew { found: i64, supported: i64 },
     #[error("device sequence exhausted: {0}")]
     Exhausted(String),
+    #[error("audit log: {0}")]
+    Audit(#[from] AuditBreak),
     #[error("database: {0}")]
     Sql(#[from] sqlx::Error),
 }
@@ -135,6 +171,8 @@ pub struct AuditEvent {
     pub event: String,
     pub device_id: Option<String>,
     pub detail: String,
+    pub prev_hash: Option<String>,
+    pub hash: Option<String>,
 }
 
 /// New secrets for a device: its sealed SO-PIN and transport PIN, made for its device id.
@@ -218,6 +256,7 @@ impl Db {
             write: (engine == Engine::Sqlite).then(|| tokio::sync::Mutex::new(())),
         };
         db.migrate().await?;
+        db.chain_unchained_audit().await?;
         Ok(db)
     }
 
@@ -283,15 +322,27 @@ impl Db {
         device_id: Option<&str>,
         detail: &str,
     ) -> Result<(), DbError> {
+        // Taking the sequence number locks the counter row: the previous event read next is
+        // the newest committed one, and no other transaction appends until this one ends.
         let seq = Self::next(tx, "audit").await?;
+        let prev: Option<String> = sqlx::query_scalar("SELECT hash FROM audit WHERE seq = $1")
+            .bind(seq - 1)
+            .fetch_optional(&mut **tx)
+            .await?
+            .flatten();
+        let prev = prev.unwrap_or_else(|| AUDIT_GENESIS.to_string());
+        let at = now();
+        let hash = audit_hash(&prev, seq, at, event, device_id, detail);
         sqlx::query(
-            "INSERT INTO audit (seq, at, event, device_id, detail) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO audit (seq, at, event, device_id, detail, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(seq)
-        .bind(now())
+        .bind(at)
         .bind(event)
         .bind(device_id)
         .bind(detail)
+        .bind(&prev)
+        .bind(&hash)
         .execute(&mut **tx)
         .await?;
         Ok(())
@@ -317,9 +368,11 @@ impl Db {
     }
 
     pub async fn audit_events(&self) -> Result<Vec<AuditEvent>, DbError> {
-        let rows = sqlx::query("SELECT seq, at, event, device_id, detail FROM audit ORDER BY seq")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT seq, at, event, device_id, detail, prev_hash, hash FROM audit ORDER BY seq",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
             .map(|r| {
                 Ok(AuditEvent {
@@ -328,6 +381,8 @@ impl Db {
                     event: r.try_get("event")?,
                     device_id: r.try_get("device_id")?,
                     detail: r.try_get("detail")?,
+                    prev_hash: r.try_get("prev_hash")?,
+                    hash: r.try_get("hash")?,
                 })
             })
             .collect::<Result<_, sqlx::Error>>()
@@ -591,5 +646,80 @@ impl Db {
         Self::audit(&mut tx, event, device_id, detail).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Chains audit events written before schema 3 (in order, once).
+    async fn chain_unchained_audit(&self) -> Result<(), DbError> {
+        let _w = self.writer().await;
+        let mut tx = self.pool.begin().await?;
+        let rows =
+            sqlx::query("SELECT seq, at, event, device_id, detail, hash FROM audit ORDER BY seq")
+                .fetch_all(&mut *tx)
+                .await?;
+        let mut prev = AUDIT_GENESIS.to_string();
+        for r in &rows {
+            let seq: i64 = r.try_get("seq")?;
+            let hash: Option<String> = r.try_get("hash")?;
+            if let Some(h) = hash {
+                prev = h;
+                continue;
+            }
+            let device: Option<String> = r.try_get("device_id")?;
+            let event: String = r.try_get("event")?;
+            let detail: String = r.try_get("detail")?;
+            let h = audit_hash(
+                &prev,
+                seq,
+                r.try_get("at")?,
+                &event,
+                device.as_deref(),
+                &detail,
+            );
+            sqlx::query("UPDATE audit SET prev_hash = $1, hash = $2 WHERE seq = $3")
+                .bind(&prev)
+                .bind(&h)
+                .bind(seq)
+                .execute(&mut *tx)
+                .await?;
+            prev = h;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Checks the whole audit log: contiguous sequence, every hash over its content and its
+    /// predecessor, nothing removed from the end. Returns the number of events and the head.
+    pub async fn verify_audit(&self) -> Result<(i64, String), DbError> {
+        let events = self.audit_events().await?;
+        let issued: i64 = sqlx::query_scalar("SELECT value FROM counters WHERE name = 'audit'")
+            .fetch_one(&self.pool)
+            .await?;
+        let mut prev = AUDIT_GENESIS.to_string();
+        for (i, e) in events.iter().enumerate() {
+            let expected_seq = i64::try_from(i).unwrap_or(i64::MAX) + 1;
+            if e.seq != expected_seq {
+                return Err(AuditBreak::Missing(expected_seq).into());
+            }
+            if e.prev_hash.as_deref() != Some(prev.as_str()) {
+                return Err(AuditBreak::Unlinked(e.seq).into());
+            }
+            let h = audit_hash(
+                &prev,
+                e.seq,
+                e.at,
+                &e.event,
+                e.device_id.as_deref(),
+                &e.detail,
+            );
+            if e.hash.as_deref() != Some(h.as_str()) {
+                return Err(AuditBreak::Changed(e.seq).into());
+            }
+            prev = h;
+        }
+        let last = events.last().map_or(0, |e| e.seq);
+        if last != issued {
+            return Err(AuditBreak::Truncated { last, issued }.into());
+        }
+        Ok((last, prev))
     }
 }

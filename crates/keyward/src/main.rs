@@ -1,6 +1,7 @@
 //! `keyward`: the command-line tool (secure elements, benchmarks, the demo).
 #![forbid(unsafe_code)]
 
+mod audit;
 mod bench;
 mod bench_pkcs11;
 mod bench_produce;
@@ -46,6 +47,9 @@ enum Command {
     Bench(bench::BenchCommand),
     /// The main job: an end-to-end run on embedded defaults.
     Demo(demo::DemoArgs),
+    /// The back end's audit log.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -66,6 +70,7 @@ fn main() -> std::process::ExitCode {
         Command::Server(args) => server::run(&args),
         Command::Bench(cmd) => bench::run(cmd),
         Command::Demo(args) => demo::run(args),
+        Command::Audit(cmd) => audit::run(cmd),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -191,6 +191,38 @@ fn suite(work: &Path, db_url: &str) {
         seen += 1;
     }
     assert_eq!(seen, 100);
+
+    // The audit log verifies; an edited, a deleted and a truncated log are each caught.
+    let verify = || keyward(&["audit", "verify", "--db", db_url], Path::new("."));
+    let o = verify();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("audit log intact"), "{}", text(&o));
+    let sql = |q: String| {
+        block(async {
+            use sqlx::Connection;
+            sqlx::any::install_default_drivers();
+            let mut c = sqlx::AnyConnection::connect(db_url).await.unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(q))
+                .execute(&mut c)
+                .await
+                .unwrap();
+        })
+    };
+    let events = block(db(db_url).audit_events()).unwrap();
+    let original = events[1].detail.replace('\'', "''");
+    sql("UPDATE audit SET detail = 'nothing happened' WHERE seq = 2".into());
+    let o = verify();
+    assert!(!o.status.success());
+    assert!(text(&o).contains("event 2 was changed"), "{}", text(&o));
+    sql(format!(
+        "UPDATE audit SET detail = '{original}' WHERE seq = 2"
+    ));
+    assert!(verify().status.success(), "restored");
+    let last = events.len();
+    sql(format!("DELETE FROM audit WHERE seq = {last}"));
+    assert!(text(&verify()).contains("the newest were deleted"));
+    sql("DELETE FROM audit WHERE seq = 5".into());
+    assert!(text(&verify()).contains("event 5 is missing"));
 }
 
 #[test]
