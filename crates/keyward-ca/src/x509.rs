@@ -140,6 +140,43 @@ pub struct Issued {
     pub serial: Vec<u8>,
 }
 
+/// CRL reason codes (RFC 5280 §5.3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    Unspecified = 0,
+    KeyCompromise = 1,
+    CaCompromise = 2,
+    AffiliationChanged = 3,
+    Superseded = 4,
+    CessationOfOperation = 5,
+    CertificateHold = 6,
+    PrivilegeWithdrawn = 9,
+}
+
+impl Reason {
+    /// From RFC 5280's name (`keyCompromise`, …); anything else is `unspecified`.
+    pub fn from_name(name: &str) -> Self {
+        match name {
+            "keyCompromise" => Self::KeyCompromise,
+            "cACompromise" => Self::CaCompromise,
+            "affiliationChanged" => Self::AffiliationChanged,
+            "superseded" => Self::Superseded,
+            "cessationOfOperation" => Self::CessationOfOperation,
+            "certificateHold" => Self::CertificateHold,
+            "privilegeWithdrawn" => Self::PrivilegeWithdrawn,
+            _ => Self::Unspecified,
+        }
+    }
+}
+
+/// A revoked certificate on a CRL.
+#[derive(Debug, Clone)]
+pub struct RevokedEntry {
+    pub serial: Vec<u8>,
+    pub revoked_at: i64,
+    pub reason: Reason,
+}
+
 /// An X.509 CA: its key, its certificate, the parts of it certificates refer to.
 pub struct X509Ca {
     key: Box<dyn CaKey + Send>,
@@ -340,5 +377,50 @@ impl X509Ca {
             der: der::seq(&[&tbs, &alg, &der::bits(&signature)]),
             serial,
         })
+    }
+
+    /// A CRL (RFC 5280 §5, v2) of `revoked`, with a CRL number and the authority key id.
+    pub fn crl(
+        &mut self,
+        revoked: &[RevokedEntry],
+        this_update: i64,
+        next_update: i64,
+        number: u64,
+    ) -> Result<Vec<u8>, CaError> {
+        let (alg, _) = sig_alg(self.key.curve())?;
+        let alg = der::seq(&[&der::oid(alg)]);
+        let mut entries = Vec::new();
+        for r in revoked {
+            let mut entry = der::uint(&r.serial);
+            entry.extend(der::time(r.revoked_at));
+            if r.reason != Reason::Unspecified {
+                let code = der::tlv(0x0A, &[r.reason as u8]);
+                entry.extend(der::seq(&[&extension("2.5.29.21", false, &code)]));
+            }
+            entries.extend(der::tlv(0x30, &entry));
+        }
+        let exts = der::seq(&[
+            &extension(
+                "2.5.29.35",
+                false,
+                &der::seq(&[&der::implicit(0, &self.key_id)]),
+            ),
+            &extension("2.5.29.20", false, &der::uint(&number.to_be_bytes())),
+        ]);
+        let mut parts: Vec<Vec<u8>> = vec![
+            der::small_int(1),
+            alg.clone(),
+            self.subject.clone(),
+            der::time(this_update),
+            der::time(next_update),
+        ];
+        if !revoked.is_empty() {
+            parts.push(der::tlv(0x30, &entries));
+        }
+        parts.push(der::explicit(0, &exts));
+        let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+        let tbs = der::seq(&refs);
+        let (alg, signature) = self.sign(&tbs)?;
+        Ok(der::seq(&[&tbs, &alg, &der::bits(&signature)]))
     }
 }

@@ -7,7 +7,8 @@ use std::path::Path;
 use std::process::Command;
 
 use keyward_ca::x509::{
-    ATTESTATION_OID, AltName, KeyUsage, Name, NameAttr, SubjectKey, Template, X509Ca, eku,
+    ATTESTATION_OID, AltName, KeyUsage, Name, NameAttr, Reason, RevokedEntry, SubjectKey, Template,
+    X509Ca, eku,
 };
 use keyward_ca::{CaKey, SoftwareKey};
 use keyward_crypto::{Curve, EcKey, RsaKey};
@@ -140,6 +141,61 @@ fn chain_checks(ca_curve: Curve) {
         );
         assert!(text.contains("URI:urn:keyward:device:"), "{text}");
     }
+    // A CRL revoking the EC leaf: OpenSSL checks its signature and refuses that leaf only.
+    let crl = issuing
+        .crl(
+            &[RevokedEntry {
+                serial: ec_leaf.serial.clone(),
+                revoked_at: now() - 10,
+                reason: Reason::KeyCompromise,
+            }],
+            now() - 5,
+            now() + 86_400,
+            7,
+        )
+        .unwrap();
+    std::fs::write(dir.join("crl.der"), &crl).unwrap();
+    let crl_der = dir.join("crl.der").display().to_string();
+    let crl_pem = dir.join("crl.pem").display().to_string();
+    let out = openssl(&["crl", "-inform", "DER", "-in", &crl_der, "-out", &crl_pem]);
+    assert!(out.is_empty(), "{out}");
+    let out = openssl(&[
+        "crl",
+        "-in",
+        &crl_pem,
+        "-CAfile",
+        &issuing_pem,
+        "-noout",
+        "-text",
+    ]);
+    assert!(
+        out.contains("verify OK") || out.contains("Key Compromise"),
+        "{out}"
+    );
+    assert!(out.contains("X509v3 CRL Number"), "{out}");
+    let chain = |leaf: &str| {
+        openssl(&[
+            "verify",
+            "-x509_strict",
+            "-crl_check",
+            "-CRLfile",
+            &crl_pem,
+            "-CAfile",
+            &root_pem,
+            "-untrusted",
+            &issuing_pem,
+            leaf,
+        ])
+    };
+    let ec_pem = dir.join("ec.pem").display().to_string();
+    let rsa_pem = dir.join("rsa.pem").display().to_string();
+    assert!(
+        chain(&ec_pem).contains("certificate revoked"),
+        "{}",
+        chain(&ec_pem)
+    );
+    assert!(chain(&rsa_pem).contains(": OK"), "{}", chain(&rsa_pem));
+
     // A certificate whose signature was tampered with is refused.
     let mut bad = ec_leaf.der.clone();
     let n = bad.len();

@@ -571,7 +571,15 @@ async fn handle(
 
 /// Serves plain HTTP on a bound listener until the future completes.
 pub async fn serve(engine: Arc<Engine>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
-    axum::serve(listener, engine.router()).await
+    serve_router(engine.router(), listener).await
+}
+
+/// Serves a router (the engine's, merged with other routes) over HTTP.
+pub async fn serve_router(
+    router: Router,
+    listener: tokio::net::TcpListener,
+) -> std::io::Result<()> {
+    axum::serve(listener, router).await
 }
 
 /// Serves HTTPS with a certificate chain and key from PEM files.
@@ -581,9 +589,19 @@ pub async fn serve_tls(
     cert: &std::path::Path,
     key: &std::path::Path,
 ) -> std::io::Result<()> {
+    serve_router_tls(engine.router(), addr, cert, key).await
+}
+
+/// Serves a router over HTTPS with a certificate chain and key from PEM files.
+pub async fn serve_router_tls(
+    router: Router,
+    addr: std::net::SocketAddr,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> std::io::Result<()> {
     let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key).await?;
     axum_server::bind_rustls(addr, tls)
-        .serve(engine.router().into_make_service())
+        .serve(router.into_make_service())
         .await
 }
 

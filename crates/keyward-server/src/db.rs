@@ -11,13 +11,14 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
 /// The schema this build reads and writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Migrations in order; each runs in one transaction with its version row.
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_devices.sql")),
     (2, include_str!("../migrations/0002_certificates.sql")),
     (3, include_str!("../migrations/0003_audit_chain.sql")),
+    (4, include_str!("../migrations/0004_api_tokens.sql")),
 ];
 
 /// The hash before the first audit event.
@@ -721,5 +722,116 @@ impl Db {
             return Err(AuditBreak::Truncated { last, issued }.into());
         }
         Ok((last, prev))
+    }
+
+    /// Revoked certificates: serial (hex), when, why.
+    pub async fn revoked_certificates(&self) -> Result<Vec<(String, i64, String)>, DbError> {
+        let rows = sqlx::query(
+            "SELECT serial, revoked_at, revocation_reason FROM certificates WHERE state = 'revoked' ORDER BY serial",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("serial")?,
+                    r.try_get::<Option<i64>, _>("revoked_at")?.unwrap_or(0),
+                    r.try_get::<Option<String>, _>("revocation_reason")?
+                        .unwrap_or_default(),
+                ))
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(DbError::from)
+    }
+
+    /// Revokes one certificate; `false` if there is no such unrevoked certificate.
+    pub async fn revoke_certificate(&self, serial: &str, reason: &str) -> Result<bool, DbError> {
+        let _w = self.writer().await;
+        let mut tx = self.pool.begin().await?;
+        let device: Option<String> = sqlx::query_scalar(
+            "UPDATE certificates SET state = 'revoked', revoked_at = $1, revocation_reason = $2 WHERE serial = $3 AND state <> 'revoked' RETURNING device_id",
+        )
+        .bind(now())
+        .bind(reason)
+        .bind(serial)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(device) = device else {
+            return Ok(false);
+        };
+        Self::audit(
+            &mut tx,
+            "certificate.revoked",
+            Some(&device),
+            &format!("serial {serial} reason {reason}"),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Creates an API token for `role`; returns the token (shown once; only its hash is kept).
+    pub async fn create_token(&self, name: &str, role: &str) -> Result<String, DbError> {
+        let raw = keyward_crypto::random(32).map_err(|e| DbError::Exhausted(e.to_string()))?;
+        let token = format!("kw_{}", hex::encode(&raw[..]));
+        let hash = hex::encode(keyward_crypto::HashAlg::Sha256.digest(token.as_bytes()));
+        let _w = self.writer().await;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO api_tokens (name, role, hash, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(name)
+        .bind(role)
+        .bind(&hash)
+        .bind(now())
+        .execute(&mut *tx)
+        .await?;
+        Self::audit(
+            &mut tx,
+            "api.token_created",
+            None,
+            &format!("{name} ({role})"),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(token)
+    }
+
+    /// The name and role of the token whose SHA-256 is `hash`.
+    pub async fn token_by_hash(&self, hash: &str) -> Result<Option<(String, String)>, DbError> {
+        let row = sqlx::query("SELECT name, role FROM api_tokens WHERE hash = $1")
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row
+            .map(|r| Ok::<_, sqlx::Error>((r.try_get("name")?, r.try_get("role")?)))
+            .transpose()?)
+    }
+
+    pub async fn device_certificates(
+        &self,
+        device_id: &str,
+    ) -> Result<Vec<CertificateRow>, DbError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            certificate_columns!(),
+            " FROM certificates WHERE device_id = $1 ORDER BY created_at, serial"
+        ))
+        .bind(device_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(certificate_row).collect::<Result<_, _>>()?)
+    }
+
+    pub async fn certificate(&self, serial: &str) -> Result<Option<CertificateRow>, DbError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            certificate_columns!(),
+            " FROM certificates WHERE serial = $1"
+        ))
+        .bind(serial)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(certificate_row).transpose()?)
     }
 }

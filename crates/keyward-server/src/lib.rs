@@ -3,6 +3,8 @@
 //! provisioning (`/rt/provision`).
 #![forbid(unsafe_code)]
 
+pub mod api;
+pub mod crl;
 pub mod db;
 pub mod produce;
 pub mod profile;

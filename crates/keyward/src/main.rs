@@ -12,6 +12,7 @@ mod demo;
 mod device;
 mod se;
 mod server;
+mod token;
 
 use clap::{Parser, Subcommand};
 
@@ -50,6 +51,9 @@ enum Command {
     /// The back end's audit log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// REST API tokens.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -71,6 +75,7 @@ fn main() -> std::process::ExitCode {
         Command::Bench(cmd) => bench::run(cmd),
         Command::Demo(args) => demo::run(args),
         Command::Audit(cmd) => audit::run(cmd),
+        Command::Token(cmd) => token::run(cmd),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -68,7 +68,8 @@ struct FileConfig {
     mnemonic: Option<String>,
     device_validity_days: Option<u32>,
     db_connections: Option<u32>,
-    /// The CRL distribution point written into certificates.
+    /// The CRL distribution point written into certificates (default: this server's
+    /// /crl/issuing.crl at the --listen address).
     crl_url: Option<String>,
     /// Certificate profiles (`[profiles.NAME]`), beside the built-in ones.
     #[serde(default)]
@@ -198,15 +199,27 @@ pub fn run(a: &ServerArgs) -> anyhow::Result<()> {
             validity_days: validity,
             db_connections: connections,
             profiles: file_profiles,
-            crl_url: file.crl_url,
+            crl_url: Some(file.crl_url.clone().unwrap_or_else(|| {
+                let scheme = if a.tls_cert.is_some() {
+                    "https"
+                } else {
+                    "http"
+                };
+                format!("{scheme}://{listen}{}", keyward_server::crl::PATH)
+            })),
         })
         .await?;
+        let provisioner = Arc::new(provisioner);
         let engine = Arc::new(
             Engine::new(cfg)
                 .service("diag", Diag)
                 .service("produce", ProductionService(Arc::new(producer)))
-                .service("provision", ProvisioningService(Arc::new(provisioner))),
+                .service("provision", ProvisioningService(provisioner.clone())),
         );
+        let router = engine
+            .router()
+            .merge(keyward_server::crl::router(provisioner.clone()))
+            .merge(keyward_server::api::router(provisioner));
         let addr: std::net::SocketAddr = tokio::net::lookup_host(&listen)
             .await?
             .next()
@@ -214,7 +227,7 @@ pub fn run(a: &ServerArgs) -> anyhow::Result<()> {
         match (&a.tls_cert, &a.tls_key) {
             (Some(cert), Some(key)) => {
                 tracing::info!("serving https://{addr}/rt/produce, /rt/provision and /rt/diag");
-                keyward_ram::server::serve_tls(engine, addr, cert, key)
+                keyward_ram::server::serve_router_tls(router, addr, cert, key)
                     .await
                     .context("HTTPS server")
             }
@@ -226,7 +239,7 @@ pub fn run(a: &ServerArgs) -> anyhow::Result<()> {
                     "serving http://{}/rt/produce, /rt/provision and /rt/diag",
                     listener.local_addr()?
                 );
-                keyward_ram::server::serve(engine, listener)
+                keyward_ram::server::serve_router(router, listener)
                     .await
                     .context("HTTP server")
             }
