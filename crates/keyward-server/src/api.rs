@@ -362,18 +362,47 @@ async fn profiles(
     ))
 }
 
+/// The API's paths below `/api/v1` (each documented in `docs/openapi.yaml`).
+const PATHS: &[&str] = &[
+    "/devices",
+    "/devices/{id}",
+    "/devices/{id}/revoke",
+    "/certificates",
+    "/certificates/{serial}",
+    "/certificates/{serial}/revoke",
+    "/audit",
+    "/profiles",
+];
+
 pub fn router(p: Arc<Provisioner>) -> Router {
+    let path = |i: usize| format!("/api/v1{}", PATHS[i]);
     Router::new()
-        .route("/api/v1/devices", get(devices))
-        .route("/api/v1/devices/{id}", get(device))
-        .route("/api/v1/devices/{id}/revoke", post(revoke_device))
-        .route("/api/v1/certificates", get(certificates))
-        .route("/api/v1/certificates/{serial}", get(certificate))
-        .route(
-            "/api/v1/certificates/{serial}/revoke",
-            post(revoke_certificate),
-        )
-        .route("/api/v1/audit", get(audit))
-        .route("/api/v1/profiles", get(profiles))
+        .route(&path(0), get(devices))
+        .route(&path(1), get(device))
+        .route(&path(2), post(revoke_device))
+        .route(&path(3), get(certificates))
+        .route(&path(4), get(certificate))
+        .route(&path(5), post(revoke_certificate))
+        .route(&path(6), get(audit))
+        .route(&path(7), get(profiles))
         .with_state(p)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_path_is_documented_in_the_openapi_file() {
+        let doc = include_str!("../../../docs/openapi.yaml");
+        for p in super::PATHS {
+            assert!(
+                doc.contains(&format!("\n  {p}:\n")),
+                "{p} is not in docs/openapi.yaml"
+            );
+        }
+        assert_eq!(
+            doc.matches("\n  /").count(),
+            super::PATHS.len(),
+            "no extra paths"
+        );
+    }
 }
