@@ -37,6 +37,8 @@ pub enum CaError {
     CertificateMismatch,
     #[error("CA key in a PKCS#11 token: {0}")]
     Token(String),
+    #[error("not a well-formed {0}")]
+    Malformed(&'static str),
 }
 
 /// A CA's signing key: ECDSA with SHA-256, signatures in TR-03111 plain form.

@@ -223,6 +223,45 @@ fn subject_and_spki(cert: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
     ))
 }
 
+/// Whether the DER certificate `cert` carries a valid ECDSA signature by the key of the DER
+/// certificate `issuer`.
+pub fn verify_issued(cert: &[u8], issuer: &[u8]) -> Result<bool, CaError> {
+    let bad = || CaError::Malformed("certificate");
+    let outer = Tlv::parse_exact(cert).map_err(|_| bad())?;
+    let parts: Vec<Tlv<'_>> = outer.children().filter_map(Result::ok).collect();
+    let [tbs, alg, sig] = parts.as_slice() else {
+        return Err(bad());
+    };
+    let alg_oid = alg.children().next().and_then(Result::ok).ok_or_else(bad)?;
+    let hash = match alg_oid.value {
+        [.., 0x04, 0x03, 0x02] => HashAlg::Sha256,
+        [.., 0x04, 0x03, 0x03] => HashAlg::Sha384,
+        [.., 0x04, 0x03, 0x04] => HashAlg::Sha512,
+        _ => return Ok(false),
+    };
+    let (_, spki) = subject_and_spki(issuer).ok_or_else(bad)?;
+    let spki = Tlv::parse_exact(&spki).map_err(|_| bad())?;
+    let mut items = spki.children().filter_map(Result::ok);
+    let key_alg = items.next().ok_or_else(bad)?;
+    let bits = items.next().ok_or_else(bad)?;
+    let curve_oid = key_alg
+        .children()
+        .filter_map(Result::ok)
+        .nth(1)
+        .ok_or_else(bad)?;
+    let curve = Curve::from_oid_der(curve_oid.raw).ok_or_else(bad)?;
+    let point = bits.value.get(1..).ok_or_else(bad)?;
+    let der_sig = sig.value.get(1..).ok_or_else(bad)?;
+    let plain =
+        keyward_crypto::der_signature_to_plain(der_sig, curve.field_len()).map_err(|_| bad())?;
+    Ok(keyward_crypto::ecdsa_verify_prehash(
+        curve,
+        point,
+        &hash.digest(tbs.raw),
+        &plain,
+    ))
+}
+
 impl X509Ca {
     /// A CA with its existing certificate (which must be for this key).
     pub fn new(key: Box<dyn CaKey + Send>, certificate: Vec<u8>) -> Result<Self, CaError> {

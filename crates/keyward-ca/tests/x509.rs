@@ -196,10 +196,16 @@ fn chain_checks(ca_curve: Curve) {
     );
     assert!(chain(&rsa_pem).contains(": OK"), "{}", chain(&rsa_pem));
 
+    // Our own verifier agrees with OpenSSL.
+    assert!(keyward_ca::x509::verify_issued(&ec_leaf.der, &issuing.certificate).unwrap());
+    assert!(keyward_ca::x509::verify_issued(&issuing.certificate, &root.certificate).unwrap());
+    assert!(!keyward_ca::x509::verify_issued(&ec_leaf.der, &root.certificate).unwrap());
+
     // A certificate whose signature was tampered with is refused.
     let mut bad = ec_leaf.der.clone();
     let n = bad.len();
     bad[n - 5] ^= 1;
+    assert!(!keyward_ca::x509::verify_issued(&bad, &issuing.certificate).unwrap_or(false));
     let bad_pem = pem(&dir, "bad", &bad);
     let out = openssl(&[
         "verify",

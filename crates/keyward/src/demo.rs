@@ -171,12 +171,42 @@ fn run_in(dir: &Path) -> anyhow::Result<()> {
         record.seq
     );
 
+    // Provisioning: a tls-client key generated under SM, attested, certified, stored.
+    let provision_url = url.replace("/rt/produce", "/rt/provision");
+    let mut device_link = crate::device::Element(Box::new(hsm.into_channel()));
+    let (certificate, summary) = crate::device::provision_over(
+        &mut device_link,
+        &crate::device::provision_url(&provision_url, "tls-client"),
+        None,
+        40,
+    )?;
+    let issued = rt
+        .block_on(db.device_certificates(&device_id))?
+        .into_iter()
+        .find(|c| c.state == "active")
+        .context("no active certificate")?;
+    let leaf = hex::decode(&issued.der)?;
+    let issuing = std::fs::read(data.join("x509/issuing.der"))?;
+    let x509_root = std::fs::read(data.join("x509/root.der"))?;
+    ensure!(
+        keyward_ca::x509::verify_issued(&leaf, &issuing)?
+            && keyward_ca::x509::verify_issued(&issuing, &x509_root)?,
+        "the X.509 chain does not verify"
+    );
+    println!(
+        "5. provisioned {certificate} (tls-client) in {} round trips: key generated under secure messaging, attestation verified, X.509 chain to the root verified",
+        summary.round_trips
+    );
+
+    // The end of the provisioning's secure messaging also ended the PIN's validity.
+    let mut hsm = Hsm::new(device_link.0);
+    hsm.verify_pin(&pin)?;
     let mut trust = TrustStore::new();
     trust.add_root(root)?;
     let (device, secure) =
         authenticate_device(hsm.into_channel(), &trust, keyward_se::dev_pki::today())?;
     println!(
-        "5. device chain {} <- {} <- {} verified; chip authentication done, secure messaging up",
+        "6. device chain {} <- {} <- {} verified; chip authentication done, secure messaging up",
         device.device_id, device.dica, device.root
     );
 
@@ -188,7 +218,7 @@ fn run_in(dir: &Path) -> anyhow::Result<()> {
         .context("no attestation")?;
     let attested = device.verify_attestation(&request)?;
     println!(
-        "6. generated EC P-256 key {kid} under secure messaging; attestation by {} (device signature + proof of possession) verified",
+        "7. generated EC P-256 key {kid} under secure messaging; attestation by {} (device signature + proof of possession) verified",
         attested.device_id
     );
 
@@ -203,7 +233,7 @@ fn run_in(dir: &Path) -> anyhow::Result<()> {
         "data signature does not verify"
     );
     println!(
-        "7. signed data with ECDSA-SHA256 inside the element; signature verified with the attested key"
+        "8. signed data with ECDSA-SHA256 inside the element; signature verified with the attested key"
     );
 
     drop(hsm);
