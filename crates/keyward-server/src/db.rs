@@ -604,7 +604,14 @@ impl Db {
     }
 
     /// The element stored the certificate.
-    pub async fn activate_certificate(&self, serial: &str) -> Result<(), DbError> {
+    /// The element stored the certificate. For a renewal, the certificate it replaces is
+    /// revoked (superseded) in the same transaction, so at no moment is the device without a
+    /// valid certificate nor with two for one purpose.
+    pub async fn activate_certificate(
+        &self,
+        serial: &str,
+        replaces: Option<&str>,
+    ) -> Result<(), DbError> {
         let _w = self.writer().await;
         let mut tx = self.pool.begin().await?;
         let device_id: String = sqlx::query_scalar(
@@ -620,6 +627,25 @@ impl Db {
             &format!("serial {serial}"),
         )
         .await?;
+        if let Some(old) = replaces {
+            let revoked = sqlx::query(
+                "UPDATE certificates SET state = 'revoked', revoked_at = $1, revocation_reason = 'superseded' WHERE serial = $2 AND device_id = $3 AND state = 'active'",
+            )
+            .bind(now())
+            .bind(old)
+            .bind(&device_id)
+            .execute(&mut *tx)
+            .await?;
+            if revoked.rows_affected() == 1 {
+                Self::audit(
+                    &mut tx,
+                    "certificate.revoked",
+                    Some(&device_id),
+                    &format!("serial {old} reason superseded by {serial}"),
+                )
+                .await?;
+            }
+        }
         tx.commit().await?;
         Ok(())
     }

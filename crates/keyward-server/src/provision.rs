@@ -53,6 +53,8 @@ pub enum Refusal {
     },
     #[error("{0}")]
     Opening(ProvisionError),
+    #[error("certificate {0} is not an active certificate of this device: nothing to renew")]
+    Renewal(String),
     #[error("device {device}: the generated key does not match the profile {profile}")]
     Policy { device: String, profile: String },
 }
@@ -66,6 +68,9 @@ fn now() -> i64 {
 impl Provisioner {
     async fn provision(&self, session: &mut Session) -> Result<(), ScriptError> {
         let name = session.param("profile").unwrap_or("tls-client").to_string();
+        // A renewal names the certificate it replaces; that one is revoked once the new one
+        // is on the element.
+        let renews = session.param("renew").map(str::to_ascii_uppercase);
         let Some(profile) = self.profiles.get(&name).cloned() else {
             return self.refused(None, Refusal::Profile(name)).await;
         };
@@ -98,6 +103,16 @@ impl Provisioner {
                     .await;
             }
             Some(_) => {}
+        }
+        if let Some(old) = &renews {
+            let owned = self
+                .db
+                .certificate(old)
+                .await?
+                .is_some_and(|c| c.device_id == id && c.state == "active");
+            if !owned {
+                return self.refused(Some(&id), Refusal::Renewal(old.clone())).await;
+            }
         }
         if let Some(reason) = self.db.device_revocation(&id).await? {
             return self
@@ -194,7 +209,9 @@ impl Provisioner {
         if let Err(e) = device.check_store(&store, &r) {
             return self.refused(Some(&id), refuse(e)).await;
         }
-        self.db.activate_certificate(&serial).await?;
+        self.db
+            .activate_certificate(&serial, renews.as_deref())
+            .await?;
         tracing::info!(device = %id, %serial, profile = %name, kid, "certificate provisioned");
         Ok(())
     }

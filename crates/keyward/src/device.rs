@@ -39,6 +39,10 @@ pub struct ProvisionArgs {
     /// The device's PIN, verified on the element before connecting.
     #[arg(long, default_value = "keyward-device.pin")]
     pin_file: PathBuf,
+    /// Renewal: the serial of the certificate the new one replaces (revoked once the new key
+    /// and certificate are stored).
+    #[arg(long)]
+    renew: Option<String>,
     /// PEM bundle of CAs to trust for https:// instead of the system's.
     #[arg(long)]
     ca_file: Option<PathBuf>,
@@ -298,12 +302,11 @@ fn provision(a: &ProvisionArgs) -> anyhow::Result<()> {
     hsm.verify_pin(pin.as_bytes())
         .context("local PIN verification")?;
     let mut card = Element(channel);
-    let (certificate, summary) = provision_over(
-        &mut card,
-        &provision_url(&a.url, &a.profile),
-        a.ca_file.as_ref(),
-        a.timeout,
-    )?;
+    let mut url = provision_url(&a.url, &a.profile);
+    if let Some(old) = &a.renew {
+        url.push_str(&format!("&renew={old}"));
+    }
+    let (certificate, summary) = provision_over(&mut card, &url, a.ca_file.as_ref(), a.timeout)?;
     println!(
         "provisioned {certificate} (profile {}) in {} round trips ({} APDUs, {} bytes sent, {} received)",
         a.profile, summary.round_trips, summary.apdus, summary.bytes_sent, summary.bytes_received
