@@ -129,6 +129,15 @@ pub fn time(unix: i64) -> Vec<u8> {
     }
 }
 
+/// GeneralizedTime (OCSP uses it for every time).
+pub fn generalized_time(unix: i64) -> Vec<u8> {
+    let (y, mo, d, h, mi, s) = civil(unix);
+    tlv(
+        0x18,
+        format!("{y:04}{mo:02}{d:02}{h:02}{mi:02}{s:02}Z").as_bytes(),
+    )
+}
+
 /// Unix seconds → (year, month, day, hour, minute, second), UTC (Howard Hinnant's algorithm).
 pub fn civil(unix: i64) -> (i64, u32, u32, u32, u32, u32) {
     let days = unix.div_euclid(86_400);

@@ -8,6 +8,7 @@ pub mod batch;
 pub mod ca_set;
 mod der;
 pub mod encrypted_key;
+pub mod ocsp;
 pub mod pkcs11_key;
 pub mod pkcs11_uri;
 pub mod production;

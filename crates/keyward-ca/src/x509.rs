@@ -318,6 +318,16 @@ impl X509Ca {
         &self.subject
     }
 
+    /// The CA's public key as it appears in its certificate's BIT STRING (the point).
+    pub fn public_key_bits(&self) -> &[u8] {
+        self.key.point()
+    }
+
+    /// SHA-1 of the CA's public key (its key identifier, and its OCSP responder id).
+    pub fn key_id(&self) -> &[u8] {
+        &self.key_id
+    }
+
     /// Signs `data` as this CA: AlgorithmIdentifier and the DER signature value.
     pub fn sign(&mut self, data: &[u8]) -> Result<(Vec<u8>, Vec<u8>), CaError> {
         let (alg, hash) = sig_alg(self.key.curve())?;

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod crl;
 pub mod db;
+pub mod ocsp;
 pub mod produce;
 pub mod profile;
 pub mod provision;
