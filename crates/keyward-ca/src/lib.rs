@@ -6,7 +6,7 @@
 
 pub mod batch;
 pub mod ca_set;
-mod der;
+pub mod der;
 pub mod encrypted_key;
 pub mod ocsp;
 pub mod pkcs11_key;

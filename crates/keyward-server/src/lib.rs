@@ -12,4 +12,5 @@ pub mod profile;
 pub mod provision;
 pub mod seal;
 pub mod setup;
+pub mod ui;
 pub mod x509_ca;

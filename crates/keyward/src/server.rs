@@ -220,6 +220,7 @@ pub fn run(a: &ServerArgs) -> anyhow::Result<()> {
             .router()
             .merge(keyward_server::crl::router(provisioner.clone()))
             .merge(keyward_server::ocsp::router(provisioner.clone()))
+            .merge(keyward_server::ui::router(provisioner.clone()))
             .merge(keyward_server::api::router(provisioner));
         let addr: std::net::SocketAddr = tokio::net::lookup_host(&listen)
             .await?

@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""Clicks through Keyward's web UI in headless Chromium over WebDriver (chromedriver), with only
+the standard library: log in with a token, find a device, open its certificate, revoke it, see the
+CRL page change. Usage: ui_browser.py BASE_URL TOKEN DEVICE_ID SCREENSHOT_DIR"""
+import base64
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+BASE, TOKEN, DEVICE, SHOTS = sys.argv[1:5]
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+PORT = free_port()
+driver = subprocess.Popen(["chromedriver", f"--port={PORT}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+WD = f"http://127.0.0.1:{PORT}"
+
+
+def call(method, path, body=None):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(WD + path, data=data, method=method, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        return json.loads(r.read() or b"{}").get("value")
+
+
+def check(cond, what):
+    if not cond:
+        raise AssertionError(what)
+    print(f"ok   - browser: {what}")
+
+
+try:
+    for _ in range(100):
+        try:
+            call("GET", "/status")
+            break
+        except OSError:
+            time.sleep(0.1)
+    caps = {"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
+        "binary": "/usr/bin/chromium",
+        "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1000"]}}}}
+    sid = call("POST", "/session", caps)["sessionId"]
+    S = f"/session/{sid}"
+
+    def go(url):
+        call("POST", S + "/url", {"url": url})
+
+    def find(css):
+        el = call("POST", S + "/element", {"using": "css selector", "value": css})
+        return list(el.values())[0]
+
+    def text(css):
+        return call("GET", S + f"/element/{find(css)}/text")
+
+    def click(css):
+        call("POST", S + f"/element/{find(css)}/click", {})
+
+    def source():
+        return call("GET", S + "/source")
+
+    def shot(name):
+        png = base64.b64decode(call("GET", S + "/screenshot"))
+        with open(os.path.join(SHOTS, name), "wb") as f:
+            f.write(png)
+
+    go(BASE + "/ui")
+    check("Log in" in call("GET", S + "/title"), "an unauthenticated visit lands on the login page")
+    call("POST", S + f"/element/{find('input[name=token]')}/value", {"text": "kw_wrong"})
+    click("#login")
+    check("Unknown token" in source(), "a wrong token is refused")
+    go(BASE + "/ui/login")
+    call("POST", S + f"/element/{find('input[name=token]')}/value", {"text": TOKEN})
+    click("#login")
+    check("Dashboard" in call("GET", S + "/title"), "log in with an operator token")
+    check(int(text("#produced")) >= 1, "the dashboard counts produced devices")
+    active_before = int(text("#active"))
+    shot("ui-dashboard.png")
+    go(BASE + "/ui/devices")
+    call("POST", S + f"/element/{find('#q')}/value", {"text": DEVICE})
+    click("#search")
+    click(f'a[href="/ui/devices/{DEVICE}"]')
+    check(DEVICE in call("GET", S + "/title"), "find the device and open it")
+    click("a.cert")
+    serial = call("GET", S + "/title").split()[1]
+    check(text("#state") == "active", f"its certificate {serial} is active, with its attestation shown")
+    check("Key attestation" in source(), "the certificate page shows the key attestation")
+    click("#revoke")
+    check(text("#state") == "revoked", "revoke it (reason keyCompromise)")
+    go(BASE + "/ui")
+    check(int(text("#active")) == active_before - 1, "the dashboard shows one active certificate less")
+    go(BASE + "/ui/crl")
+    check(text("#crl-count") == "1" and serial in source(), "the CRL page now lists the certificate")
+    shot("ui-crl.png")
+    go(BASE + "/ui/audit")
+    check("Hash chain intact" in source() and "certificate.revoked" in source(), "the audit log shows the revocation, chain intact")
+    call("DELETE", S)
+finally:
+    driver.terminate()
+    driver.wait(timeout=10)
