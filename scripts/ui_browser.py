@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 BASE, TOKEN, DEVICE, SHOTS = sys.argv[1:5]
@@ -35,7 +36,19 @@ def call(method, path, body=None):
 
 
 def check(cond, what):
-    if not cond:
+    """Asserts `cond` (a callable is polled for up to 10 s: pages load after clicks)."""
+    if callable(cond):
+        deadline = time.time() + 10
+        while True:
+            try:
+                if cond():
+                    break
+            except (urllib.error.HTTPError, ValueError, IndexError):
+                pass
+            if time.time() > deadline:
+                raise AssertionError(what)
+            time.sleep(0.1)
+    elif not cond:
         raise AssertionError(what)
     print(f"ok   - browser: {what}")
 
@@ -52,6 +65,8 @@ try:
         "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1000"]}}}}
     sid = call("POST", "/session", caps)["sessionId"]
     S = f"/session/{sid}"
+    # Elements may appear only once a submitted form's page has loaded.
+    call("POST", S + "/timeouts", {"implicit": 10000, "pageLoad": 30000})
 
     def go(url):
         call("POST", S + "/url", {"url": url})
@@ -75,35 +90,37 @@ try:
             f.write(png)
 
     go(BASE + "/ui")
-    check("Log in" in call("GET", S + "/title"), "an unauthenticated visit lands on the login page")
+    check(lambda: "Log in" in call("GET", S + "/title"), "an unauthenticated visit lands on the login page")
     call("POST", S + f"/element/{find('input[name=token]')}/value", {"text": "kw_wrong"})
     click("#login")
-    check("Unknown token" in source(), "a wrong token is refused")
+    check(lambda: "Unknown token" in source(), "a wrong token is refused")
     go(BASE + "/ui/login")
     call("POST", S + f"/element/{find('input[name=token]')}/value", {"text": TOKEN})
     click("#login")
-    check("Dashboard" in call("GET", S + "/title"), "log in with an operator token")
-    check(int(text("#produced")) >= 1, "the dashboard counts produced devices")
+    check(lambda: "Dashboard" in call("GET", S + "/title"), "log in with an operator token")
+    check(lambda: int(text("#produced")) >= 1, "the dashboard counts produced devices")
     active_before = int(text("#active"))
     shot("ui-dashboard.png")
     go(BASE + "/ui/devices")
     call("POST", S + f"/element/{find('#q')}/value", {"text": DEVICE})
     click("#search")
+    check(lambda: "?q=" in call("GET", S + "/url"), "search for the device")
     click(f'a[href="/ui/devices/{DEVICE}"]')
-    check(DEVICE in call("GET", S + "/title"), "find the device and open it")
+    check(lambda: DEVICE in call("GET", S + "/title"), "find the device and open it")
     click("a.cert")
+    check(lambda: call("GET", S + "/title").startswith("Certificate"), "open its certificate")
     serial = call("GET", S + "/title").split()[1]
-    check(text("#state") == "active", f"its certificate {serial} is active, with its attestation shown")
-    check("Key attestation" in source(), "the certificate page shows the key attestation")
+    check(lambda: text("#state") == "active", f"certificate {serial} is active")
+    check(lambda: "Key attestation" in source(), "the certificate page shows the key attestation")
     click("#revoke")
-    check(text("#state") == "revoked", "revoke it (reason keyCompromise)")
+    check(lambda: text("#state") == "revoked", "revoke it (reason keyCompromise)")
     go(BASE + "/ui")
-    check(int(text("#active")) == active_before - 1, "the dashboard shows one active certificate less")
+    check(lambda: int(text("#active")) == active_before - 1, "the dashboard shows one active certificate less")
     go(BASE + "/ui/crl")
-    check(text("#crl-count") == "1" and serial in source(), "the CRL page now lists the certificate")
+    check(lambda: text("#crl-count") == "1" and serial in source(), "the CRL page now lists the certificate")
     shot("ui-crl.png")
     go(BASE + "/ui/audit")
-    check("Hash chain intact" in source() and "certificate.revoked" in source(), "the audit log shows the revocation, chain intact")
+    check(lambda: "Hash chain intact" in source() and "certificate.revoked" in source(), "the audit log shows the revocation, chain intact")
     call("DELETE", S)
 finally:
     driver.terminate()
