@@ -107,8 +107,8 @@ fn run_in(dir: &Path) -> anyhow::Result<()> {
 
     // The back end: the production service on loopback, SQLite in its data directory.
     let rt = tokio::runtime::Runtime::new()?;
-    let (producer, provisioner) =
-        rt.block_on(crate::server::services(crate::server::Settings {
+    let (producer, provisioner) = rt
+        .block_on(crate::server::services(crate::server::Settings {
             data_dir: &data,
             db_url: None,
             unlock: keyward_ca::ca_set::Unlock::default(),
@@ -120,7 +120,8 @@ fn run_in(dir: &Path) -> anyhow::Result<()> {
             db_connections: 4,
             profiles: Default::default(),
             crl_url: None,
-        }))?;
+        }))
+        .map_err(|e| anyhow::anyhow!(e))?;
     let db = producer.db.clone();
     let root = producer.root.clone();
     let engine = Arc::new(

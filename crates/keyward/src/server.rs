@@ -1,18 +1,16 @@
 //! `keyward server`: the back end's RAMoverHTTP endpoint (`POST /rt/{service}`, `/metrics`):
 //! production (`/rt/produce`) and the diagnostic service (`/rt/diag`).
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
 use keyward_ram::server::{Diag, Engine, EngineConfig};
-use keyward_server::db::Db;
-use keyward_server::produce::{Naming, Producer, ProductionService};
+use keyward_server::produce::{Naming, ProductionService};
 use keyward_server::profile::Profile;
-use keyward_server::provision::{Provisioner, ProvisioningService};
-use keyward_server::setup::DataDir;
+use keyward_server::provision::ProvisioningService;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -87,64 +85,7 @@ fn secret_line(path: Option<&PathBuf>) -> anyhow::Result<Option<zeroize::Zeroizi
     )))
 }
 
-/// What the services are built from.
-pub struct Settings<'a> {
-    pub data_dir: &'a Path,
-    pub db_url: Option<&'a str>,
-    pub unlock: keyward_ca::ca_set::Unlock<'a>,
-    pub naming: Naming,
-    pub validity_days: u32,
-    pub db_connections: u32,
-    pub profiles: BTreeMap<String, Profile>,
-    pub crl_url: Option<String>,
-}
-
-/// Opens the data directory and the database and builds the production and provisioning
-/// services.
-pub async fn services(s: Settings<'_>) -> anyhow::Result<(Producer, Provisioner)> {
-    let dd = DataDir::open_or_create(s.data_dir, &s.unlock)
-        .with_context(|| format!("data directory {}", s.data_dir.display()))?;
-    let url = s
-        .db_url
-        .map_or_else(|| DataDir::default_db_url(s.data_dir), str::to_string);
-    let db = Arc::new(
-        Db::open(&url, s.db_connections)
-            .await
-            .with_context(|| format!("database {}", redact(&url)))?,
-    );
-    let mut trust = keyward_cvc::TrustStore::new();
-    trust.add_root(dd.root.clone())?;
-    let provisioner = Provisioner {
-        db: db.clone(),
-        trust,
-        ca: Mutex::new(dd.x509),
-        profiles: keyward_server::profile::profiles(&s.profiles)?,
-        crl_url: s.crl_url,
-    };
-    let producer = Producer {
-        db,
-        dica: Mutex::new(dd.dica),
-        root: dd.root,
-        kst: dd.kst,
-        kmc: dd.kmc,
-        master: dd.master,
-        naming: s.naming,
-        validity_days: s.validity_days,
-    };
-    Ok((producer, provisioner))
-}
-
-/// A database URL without its password, for messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            let user = creds.split(':').next().unwrap_or_default();
-            format!("{}{user}:***{}", &url[..s + 3], &url[at..])
-        }
-        _ => url.to_string(),
-    }
-}
+pub use keyward_server::{Settings, services};
 
 pub fn run(a: &ServerArgs) -> anyhow::Result<()> {
     let mut file: FileConfig = match &a.config {
@@ -208,7 +149,8 @@ pub fn run(a: &ServerArgs) -> anyhow::Result<()> {
                 format!("{scheme}://{listen}{}", keyward_server::crl::PATH)
             })),
         })
-        .await?;
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
         let provisioner = Arc::new(provisioner);
         let engine = Arc::new(
             Engine::new(cfg)

@@ -1,0 +1,227 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Forged provisionings against the real services on loopback: a device software that tampers
+//! with what the element answers (a flipped secure-messaging MAC, a replayed GENERAL
+//! AUTHENTICATE answer) and an element whose chain leads to a root this server does not trust.
+//! Each is refused with nothing issued and an audit event.
+
+use std::sync::Arc;
+
+use keyward_card::{Hsm, InProcess, InitConfig};
+use keyward_ram::client::{self, Card, ClientConfig, ClientError, Notification};
+use keyward_ram::server::{Engine, EngineConfig};
+use keyward_se::state::{ScpKeySet, SecretBytes, State};
+use keyward_se::{Applet, MemoryStore};
+use keyward_server::produce::{
+    NOTIFY_TRANSPORT_PIN, Naming, ProductionService, TRANSPORT_PIN_PREFIX,
+};
+use keyward_server::provision::ProvisioningService;
+use keyward_server::{Settings, services};
+
+const PIN: &[u8] = b"64821973";
+
+/// The element as the RAMoverHTTP client's card, with a hook that may rewrite its answers.
+struct Device {
+    applet: Applet<MemoryStore>,
+    rewrite: Box<dyn FnMut(&[u8], Vec<u8>) -> Vec<u8> + Send>,
+}
+
+impl Card for Device {
+    fn atr(&mut self) -> Vec<u8> {
+        keyward_se::ATR.to_vec()
+    }
+
+    fn transmit(&mut self, apdu: &[u8]) -> Result<Vec<u8>, String> {
+        let r = self.applet.transmit(apdu);
+        Ok((self.rewrite)(apdu, r))
+    }
+
+    fn reset(&mut self) -> Result<Vec<u8>, String> {
+        self.applet.reset();
+        Ok(keyward_se::ATR.to_vec())
+    }
+}
+
+struct Backend {
+    url: String,
+    db: Arc<keyward_server::db::Db>,
+    kst: Vec<u8>,
+    dir: std::path::PathBuf,
+}
+
+async fn backend(name: &str) -> Backend {
+    let dir = std::env::temp_dir().join(format!("keyward-forge-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (producer, provisioner) = services(Settings {
+        data_dir: &dir,
+        db_url: None,
+        unlock: keyward_ca::ca_set::Unlock::default(),
+        naming: Naming {
+            country: "ZZ".into(),
+            mnemonic: "FRG".into(),
+        },
+        validity_days: 365,
+        db_connections: 4,
+        profiles: Default::default(),
+        crl_url: None,
+    })
+    .await
+    .unwrap();
+    let db = producer.db.clone();
+    let kst = producer.kst.1.enc.to_vec();
+    let engine = Arc::new(
+        Engine::new(EngineConfig::default())
+            .service("produce", ProductionService(Arc::new(producer)))
+            .service("provision", ProvisioningService(Arc::new(provisioner))),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/rt", listener.local_addr().unwrap());
+    tokio::spawn(keyward_ram::server::serve(engine, listener));
+    Backend { url, db, kst, dir }
+}
+
+async fn session(
+    url: &str,
+    device: &mut Device,
+) -> (Result<client::Summary, ClientError>, Vec<Notification>) {
+    let cfg = ClientConfig::new(url);
+    let http = client::http_client(&cfg).unwrap();
+    let mut seen = Vec::new();
+    let mut on_notify = |n: &Notification| seen.push(n.clone());
+    let r = client::connect(&http, &cfg, device, &mut on_notify).await;
+    (r, seen)
+}
+
+fn honest() -> Box<dyn FnMut(&[u8], Vec<u8>) -> Vec<u8> + Send> {
+    Box::new(|_, r| r)
+}
+
+/// A blank element produced by the backend, its PIN replaced and verified.
+async fn produced(b: &Backend) -> Device {
+    let k = || SecretBytes::new(b.kst.clone());
+    let set = ScpKeySet {
+        enc: k(),
+        mac: k(),
+        dek: k(),
+    };
+    let mut serial = [0u8; 10];
+    serial.copy_from_slice(&keyward_crypto::random(10).unwrap());
+    let mut d = Device {
+        applet: Applet::new(State::blank(set, 0xFF, serial), MemoryStore),
+        rewrite: honest(),
+    };
+    let (r, notes) = session(&format!("{}/produce", b.url), &mut d).await;
+    r.unwrap();
+    let transport = notes
+        .iter()
+        .find(|n| n.id == NOTIFY_TRANSPORT_PIN)
+        .and_then(|n| n.text.strip_prefix(TRANSPORT_PIN_PREFIX))
+        .unwrap()
+        .to_string();
+    verify(&mut d, Some(transport.as_bytes()));
+    d
+}
+
+/// Selects the applet and verifies the PIN (first replacing the transport PIN).
+fn verify(d: &mut Device, transport: Option<&[u8]>) {
+    let mut hsm = Hsm::new(InProcess(std::mem::replace(
+        &mut d.applet,
+        Applet::new(State::blank(empty_set(), 0xFF, [0; 10]), MemoryStore),
+    )));
+    hsm.select().unwrap();
+    if let Some(t) = transport {
+        hsm.change_pin(t, PIN).unwrap();
+    }
+    hsm.verify_pin(PIN).unwrap();
+    d.applet = hsm.into_channel().0;
+}
+
+fn empty_set() -> ScpKeySet {
+    let k = || SecretBytes::new(vec![0; 16]);
+    ScpKeySet {
+        enc: k(),
+        mac: k(),
+        dek: k(),
+    }
+}
+
+async fn refused(b: &Backend, d: &mut Device, expect: &str) {
+    let before = b.db.certificates().await.unwrap().len();
+    let (r, _) = session(&format!("{}/provision?profile=tls-client", b.url), d).await;
+    match r {
+        Err(ClientError::ServerStopped { text, .. }) => {
+            assert!(text.contains(expect), "{text}")
+        }
+        other => panic!("expected a refusal ({expect}), got {other:?}"),
+    }
+    let after = b.db.certificates().await.unwrap();
+    assert_eq!(after.len(), before, "nothing issued");
+    let audit = b.db.audit_events().await.unwrap();
+    let last = audit.last().unwrap();
+    assert_eq!(last.event, "provisioning.refused");
+    assert!(last.detail.contains(expect), "{}", last.detail);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_provisionings_are_refused() {
+    let b = backend("main").await;
+
+    // The honest path works, and its GENERAL AUTHENTICATE answer is recorded.
+    let mut d = produced(&b).await;
+    let recorded: Arc<std::sync::Mutex<Option<Vec<u8>>>> = Arc::default();
+    let rec = recorded.clone();
+    d.rewrite = Box::new(move |apdu, r| {
+        if apdu.get(1) == Some(&0x86) {
+            *rec.lock().unwrap() = Some(r.clone());
+        }
+        r
+    });
+    let (r, _) = session(&format!("{}/provision?profile=tls-client", b.url), &mut d).await;
+    r.unwrap();
+    assert_eq!(b.db.certificates().await.unwrap().len(), 1);
+
+    // A replayed GENERAL AUTHENTICATE answer: chip authentication fails.
+    verify(&mut d, None);
+    let old = recorded.lock().unwrap().clone().unwrap();
+    d.rewrite = Box::new(move |apdu, r| {
+        if apdu.get(1) == Some(&0x86) {
+            old.clone()
+        } else {
+            r
+        }
+    });
+    refused(&b, &mut d, "chip authentication failed").await;
+
+    // A flipped bit in the secure-messaging MAC of the key generation's answer.
+    verify(&mut d, None);
+    d.rewrite = Box::new(|apdu, mut r| {
+        if apdu.get(1) == Some(&0x46) && r.len() > 4 {
+            let n = r.len();
+            r[n - 4] ^= 1;
+        }
+        r
+    });
+    refused(&b, &mut d, "MAC does not verify").await;
+
+    // An element whose chain leads to another root (a development element, not produced here).
+    let dev = keyward_se::dev_pki::DevCa::open_or_create(&b.dir.join("other-ca")).unwrap();
+    let mut hsm = Hsm::new(InProcess(Applet::new(
+        dev.new_element().unwrap(),
+        MemoryStore,
+    )));
+    hsm.select().unwrap();
+    hsm.initialize(&InitConfig {
+        options: 1,
+        pin: PIN,
+        so_pin: *b"12345678",
+        retries: 3,
+        dkek_shares: None,
+    })
+    .unwrap();
+    hsm.verify_pin(PIN).unwrap();
+    let mut stranger = Device {
+        applet: hsm.into_channel().0,
+        rewrite: honest(),
+    };
+    refused(&b, &mut stranger, "not trusted").await;
+    let _ = std::fs::remove_dir_all(&b.dir);
+}
