@@ -19,10 +19,13 @@ use keyward_server::{Settings, services};
 
 const PIN: &[u8] = b"64821973";
 
+/// Rewrites an answer (command, answer → what the server sees).
+type Rewrite = Box<dyn FnMut(&[u8], Vec<u8>) -> Vec<u8> + Send>;
+
 /// The element as the RAMoverHTTP client's card, with a hook that may rewrite its answers.
 struct Device {
     applet: Applet<MemoryStore>,
-    rewrite: Box<dyn FnMut(&[u8], Vec<u8>) -> Vec<u8> + Send>,
+    rewrite: Rewrite,
 }
 
 impl Card for Device {
@@ -91,7 +94,7 @@ async fn session(
     (r, seen)
 }
 
-fn honest() -> Box<dyn FnMut(&[u8], Vec<u8>) -> Vec<u8> + Send> {
+fn honest() -> Rewrite {
     Box::new(|_, r| r)
 }
 
