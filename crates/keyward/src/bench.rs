@@ -40,6 +40,9 @@ pub enum BenchCommand {
     /// Provisioning against a running server: devices produced first (not measured), then
     /// provisioned through /rt/provision; provisionings/s, latency, round trips, bytes.
     Provision(crate::bench_produce::ProvisionArgs),
+    /// The X.509 CA's CRL generation and OCSP answers/s, beside OpenSSL (`ca -gencrl`, the
+    /// `ocsp` responder) doing the same in the same run.
+    X509(crate::bench_x509::X509Args),
     /// (internal) One PKCS#11 C_Sign loop in this process; prints `ec=<per s> rsa=<per s>`.
     #[command(hide = true)]
     SignLoop(SignLoopArgs),
@@ -98,6 +101,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Ram(a) => crate::bench_ram::run(&a),
         BenchCommand::Produce(a) => crate::bench_produce::run(&a),
         BenchCommand::Provision(a) => crate::bench_produce::run_provision(&a),
+        BenchCommand::X509(a) => crate::bench_x509::run(&a),
         BenchCommand::SignLoop(a) => {
             let (ec, rsa) = sign_loop(&a)?;
             println!("ec={ec:.1} rsa={rsa:.1}");

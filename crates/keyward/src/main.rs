@@ -6,6 +6,7 @@ mod bench;
 mod bench_pkcs11;
 mod bench_produce;
 mod bench_ram;
+mod bench_x509;
 mod ca;
 mod card;
 mod demo;

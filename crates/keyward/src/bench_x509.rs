@@ -1,0 +1,310 @@
+//! `keyward bench x509`: the issuing CA's CRL and OCSP, each beside OpenSSL doing the same in the
+//! same run — a CRL of N revoked certificates (`openssl ca -gencrl` from an index of the same
+//! size) and OCSP answers per second over HTTP (`openssl ocsp` as a responder on the same index),
+//! both with an ECDSA P-256 CA key.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use clap::Args;
+use keyward_ca::SoftwareKey;
+use keyward_ca::ocsp::{Request, Status};
+use keyward_ca::x509::{KeyUsage, Name, Reason, RevokedEntry, SubjectKey, Template, X509Ca};
+use keyward_crypto::{Curve, EcKey};
+
+#[derive(Args)]
+pub struct X509Args {
+    /// Revoked certificates on the CRL.
+    #[arg(long, default_value_t = 1_000_000)]
+    revoked: usize,
+    /// Seconds of OCSP load per responder.
+    #[arg(long, default_value_t = 3.0)]
+    seconds: f64,
+    /// OCSP clients at once.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+fn serial(i: usize) -> Vec<u8> {
+    let mut s = vec![0x40u8; 16];
+    s[8..].copy_from_slice(&(i as u64).to_be_bytes());
+    s
+}
+
+fn openssl(args: &[&str], dir: &Path) -> anyhow::Result<()> {
+    let o = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .context("running openssl")?;
+    ensure!(
+        o.status.success(),
+        "openssl {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    Ok(())
+}
+
+pub fn run(a: &X509Args) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("keyward-bench-x509-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let result = run_in(a, &dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn run_in(a: &X509Args, dir: &Path) -> anyhow::Result<()> {
+    // One CA key for both: ours signs with it, OpenSSL reads it as PEM.
+    let key = EcKey::generate(Curve::Secp256r1)?;
+    let t = now();
+    std::fs::write(dir.join("ca.key"), sec1_pem(&key).as_bytes())?;
+    let mut ca = X509Ca::self_signed(
+        Box::new(SoftwareKey::new(EcKey::from_private(
+            Curve::Secp256r1,
+            key.private_bytes(),
+        )?)),
+        &Name::common_name("Bench CA"),
+        t - 60,
+        t + 86_400 * 365,
+    )?;
+    std::fs::write(
+        dir.join("ca.pem"),
+        keyward_server::x509_ca::pem(&ca.certificate),
+    )?;
+
+    // CRL of N entries.
+    let entries: Vec<RevokedEntry> = (0..a.revoked)
+        .map(|i| RevokedEntry {
+            serial: serial(i),
+            revoked_at: t - 3600,
+            reason: Reason::KeyCompromise,
+        })
+        .collect();
+    let start = Instant::now();
+    let crl = ca.crl(&entries, t, t + 86_400, 1)?;
+    let ours = start.elapsed().as_secs_f64();
+    std::fs::write(dir.join("ours.crl"), &crl)?;
+    openssl(
+        &[
+            "crl", "-inform", "DER", "-in", "ours.crl", "-CAfile", "ca.pem", "-noout",
+        ],
+        dir,
+    )
+    .context("OpenSSL checks our CRL")?;
+
+    let mut index = std::io::BufWriter::new(std::fs::File::create(dir.join("index.txt"))?);
+    for i in 0..a.revoked {
+        writeln!(
+            index,
+            "R\t301231235959Z\t250101000000Z,keyCompromise\t{}\tunknown\t/CN=device{i}",
+            hex::encode_upper(serial(i))
+        )?;
+    }
+    drop(index);
+    std::fs::write(dir.join("index.txt.attr"), "unique_subject = no\n")?;
+    std::fs::write(
+        dir.join("ca.cnf"),
+        "[ca]\ndefault_ca = bench\n[bench]\ndatabase = index.txt\ncrlnumber = crlnumber\ndefault_md = sha256\ndefault_crl_days = 1\ncrl_extensions = ext\n[ext]\nauthorityKeyIdentifier = keyid\n",
+    )?;
+    std::fs::write(dir.join("crlnumber"), "01\n")?;
+    let start = Instant::now();
+    openssl(
+        &[
+            "ca",
+            "-config",
+            "ca.cnf",
+            "-gencrl",
+            "-keyfile",
+            "ca.key",
+            "-cert",
+            "ca.pem",
+            "-out",
+            "openssl.crl",
+        ],
+        dir,
+    )?;
+    let peer = start.elapsed().as_secs_f64();
+    println!(
+        "CRL with {} revoked certificates: keyward {:.2} s ({} bytes), openssl ca -gencrl {:.2} s — {:.1}x",
+        a.revoked,
+        ours,
+        crl.len(),
+        peer,
+        peer / ours
+    );
+
+    // OCSP over HTTP: a certificate issued by the CA, asked about again and again.
+    let leaf_key = EcKey::generate(Curve::Secp256r1)?;
+    let leaf = ca.issue(
+        &Template {
+            subject: Name::common_name("leaf"),
+            not_before: t - 60,
+            not_after: t + 86_400,
+            key_usage: vec![KeyUsage::DigitalSignature],
+            extended_key_usage: Vec::new(),
+            alt_names: Vec::new(),
+            ca: None,
+            crl_url: None,
+            attestation: None,
+        },
+        &SubjectKey::Ec {
+            curve: Curve::Secp256r1,
+            point: leaf_key.public_point().to_vec(),
+        },
+    )?;
+    std::fs::write(
+        dir.join("leaf.pem"),
+        keyward_server::x509_ca::pem(&leaf.der),
+    )?;
+    openssl(
+        &[
+            "ocsp",
+            "-issuer",
+            "ca.pem",
+            "-cert",
+            "leaf.pem",
+            "-no_nonce",
+            "-reqout",
+            "req.der",
+        ],
+        dir,
+    )?;
+    let request = std::fs::read(dir.join("req.der"))?;
+    let parsed = Request::parse(&request)?;
+    ensure!(ca.issued(&parsed.ids[0]), "the request names our CA");
+
+    let rt = tokio::runtime::Runtime::new()?;
+    let ca = std::sync::Arc::new(std::sync::Mutex::new(ca));
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+    let our_url = format!("http://{}/ocsp", listener.local_addr()?);
+    let app = axum::Router::new().route(
+        "/ocsp",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let ca = ca.clone();
+            async move {
+                let Ok(req) = Request::parse(&body) else {
+                    return keyward_ca::ocsp::refused(1);
+                };
+                let t = now();
+                let Ok(mut ca) = ca.lock() else {
+                    return keyward_ca::ocsp::refused(2);
+                };
+                ca.ocsp_response(&req, |_| Status::Good, t, t + 3600)
+                    .unwrap_or_else(|_| keyward_ca::ocsp::refused(2))
+            }
+        }),
+    );
+    let server = rt.spawn(async move { axum::serve(listener, app).await });
+    let ours = rt.block_on(load(&our_url, &request, a))?;
+    server.abort();
+
+    // OpenSSL's responder on the same CA, index and request.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut peer_proc = Command::new("openssl")
+        .args([
+            "ocsp",
+            "-index",
+            "index.txt",
+            "-port",
+            &port.to_string(),
+            "-rsigner",
+            "ca.pem",
+        ])
+        .args([
+            "-rkey", "ca.key", "-CA", "ca.pem", "-nmin", "60", "-multi", "2",
+        ])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let peer_url = format!("http://127.0.0.1:{port}/");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            let _ = peer_proc.kill();
+            bail!("openssl ocsp did not start");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let peer = rt.block_on(load(&peer_url, &request, a));
+    let _ = peer_proc.kill();
+    let _ = peer_proc.wait();
+    let peer = peer?;
+    println!(
+        "OCSP answers/s over HTTP ({} clients): keyward {ours:.0}, openssl ocsp responder (-multi 2) {peer:.0} — {:.2}x",
+        a.concurrency,
+        ours / peer
+    );
+    Ok(())
+}
+
+/// The CA key as an SEC1 `EC PRIVATE KEY` PEM, for OpenSSL (a benchmark key only).
+fn sec1_pem(key: &EcKey) -> String {
+    use base64::Engine as _;
+    use keyward_ca::der;
+    let sec1 = der::seq(&[
+        &der::small_int(1),
+        &der::octets(key.private_bytes()),
+        &der::explicit(0, key.curve().oid_der()),
+        &der::explicit(1, &der::bits(key.public_point())),
+    ]);
+    let b64 = base64::engine::general_purpose::STANDARD.encode(sec1);
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap_or_default())
+        .collect();
+    format!(
+        "-----BEGIN EC PRIVATE KEY-----\n{}\n-----END EC PRIVATE KEY-----\n",
+        lines.join("\n")
+    )
+}
+
+/// OCSP requests per second against `url` from `a.concurrency` clients for `a.seconds`.
+async fn load(url: &str, request: &[u8], a: &X509Args) -> anyhow::Result<f64> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let start = Instant::now();
+    let until = start + Duration::from_secs_f64(a.seconds);
+    let mut tasks = Vec::new();
+    for _ in 0..a.concurrency {
+        let (client, url, body) = (client.clone(), url.to_string(), request.to_vec());
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while Instant::now() < until {
+                let r = client
+                    .post(&url)
+                    .header("Content-Type", "application/ocsp-request")
+                    .body(body.clone())
+                    .send()
+                    .await?;
+                let bytes = r.bytes().await?;
+                // A successful response: OCSPResponseStatus 0 after the outer SEQUENCE header.
+                anyhow::ensure!(
+                    bytes.windows(3).take(6).any(|w| w == [0x0A, 0x01, 0x00]),
+                    "OCSP refused"
+                );
+                n += 1;
+            }
+            Ok::<u64, anyhow::Error>(n)
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await??;
+    }
+    Ok(total as f64 / start.elapsed().as_secs_f64())
+}
