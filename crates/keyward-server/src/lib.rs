@@ -35,6 +35,8 @@ pub struct Settings<'a> {
     pub db_connections: u32,
     pub profiles: BTreeMap<String, Profile>,
     pub crl_url: Option<String>,
+    /// Also provision genuine SmartCard-HSMs (chains to CardContact's DESRCACC100001).
+    pub trust_cardcontact: bool,
 }
 
 /// Opens the data directory and the database and builds the production and provisioning
@@ -54,9 +56,18 @@ pub async fn services(
     );
     let mut trust = keyward_cvc::TrustStore::new();
     trust.add_root(dd.root.clone())?;
+    let external_root = if s.trust_cardcontact {
+        let srca = keyward_cvc::Certificate::parse(keyward_cvc::CARDCONTACT_SRCA)?;
+        let chr = String::from_utf8_lossy(&srca.body.chr).into_owned();
+        trust.add_root(srca)?;
+        Some(chr)
+    } else {
+        None
+    };
     let provisioner = Provisioner {
         db: db.clone(),
         trust,
+        external_root,
         ca: Mutex::new(dd.x509),
         profiles: profile::profiles(&s.profiles)?,
         crl_url: s.crl_url,

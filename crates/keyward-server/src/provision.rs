@@ -33,6 +33,9 @@ pub struct Provisioner {
     pub profiles: BTreeMap<String, Profile>,
     /// Where relying parties find the CRL (the certificates' distribution point).
     pub crl_url: Option<String>,
+    /// A further trusted root (CardContact's) whose devices were not produced here but may be
+    /// provisioned: genuine SmartCard-HSMs.
+    pub external_root: Option<String>,
 }
 
 /// Why a provisioning was refused.

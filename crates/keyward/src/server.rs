@@ -69,6 +69,9 @@ struct FileConfig {
     /// The CRL distribution point written into certificates (default: this server's
     /// /crl/issuing.crl at the --listen address).
     crl_url: Option<String>,
+    /// Also provision genuine SmartCard-HSMs (device chains to CardContact's DESRCACC100001).
+    #[serde(default)]
+    trust_cardcontact: bool,
     /// Certificate profiles (`[profiles.NAME]`), beside the built-in ones.
     #[serde(default)]
     profiles: BTreeMap<String, Profile>,
@@ -140,6 +143,7 @@ pub fn run(a: &ServerArgs) -> anyhow::Result<()> {
             validity_days: validity,
             db_connections: connections,
             profiles: file_profiles,
+            trust_cardcontact: file.trust_cardcontact,
             crl_url: Some(file.crl_url.clone().unwrap_or_else(|| {
                 let scheme = if a.tls_cert.is_some() {
                     "https"
