@@ -128,6 +128,8 @@ pub struct Template {
     /// `Some(path length)` for a CA certificate.
     pub ca: Option<Option<u32>>,
     pub crl_url: Option<String>,
+    /// The OCSP responder (Authority Information Access).
+    pub ocsp_url: Option<String>,
     /// Device id and SHA-256 of the authenticated request (the key's attestation).
     pub attestation: Option<(String, Vec<u8>)>,
 }
@@ -307,6 +309,7 @@ impl X509Ca {
             alt_names: Vec::new(),
             ca: Some(None),
             crl_url: None,
+            ocsp_url: None,
             attestation: None,
         };
         ca.certificate = ca.issue(&template, &own)?.der;
@@ -402,6 +405,14 @@ impl X509Ca {
                 false,
                 &der::seq(&[&der::seq(&[&dp_name])]),
             ));
+        }
+        if let Some(url) = &t.ocsp_url {
+            // AccessDescription { id-ad-ocsp, uniformResourceIdentifier }
+            let ad = der::seq(&[
+                &der::oid("1.3.6.1.5.5.7.48.1"),
+                &der::implicit(6, url.as_bytes()),
+            ]);
+            exts.push(extension("1.3.6.1.5.5.7.1.1", false, &der::seq(&[&ad])));
         }
         if let Some((device, hash)) = &t.attestation {
             exts.push(extension(

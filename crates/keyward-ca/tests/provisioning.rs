@@ -93,6 +93,7 @@ fn provisioned_key_and_certificate_are_on_the_element() {
                 alt_names: Vec::new(),
                 ca: None,
                 crl_url: None,
+                ocsp_url: None,
                 attestation: Some((key.device_id.clone(), HashAlg::Sha256.digest(&ar.raw))),
             },
             &SubjectKey::Ec {

@@ -54,6 +54,7 @@ fn client_template(cn: &str) -> Template {
         alt_names: vec![AltName::Uri(format!("urn:keyward:device:{cn}"))],
         ca: None,
         crl_url: Some("http://127.0.0.1:8080/crl/issuing.crl".into()),
+        ocsp_url: None,
         attestation: Some((cn.to_string(), vec![0xAB; 32])),
     }
 }
@@ -86,6 +87,7 @@ fn chain_checks(ca_curve: Curve) {
                 alt_names: Vec::new(),
                 ca: Some(Some(0)),
                 crl_url: None,
+                ocsp_url: None,
                 attestation: None,
             },
             &issuing_subject,

@@ -35,6 +35,7 @@ pub struct Settings<'a> {
     pub db_connections: u32,
     pub profiles: BTreeMap<String, Profile>,
     pub crl_url: Option<String>,
+    pub ocsp_url: Option<String>,
     /// Also provision genuine SmartCard-HSMs (chains to CardContact's DESRCACC100001).
     pub trust_cardcontact: bool,
 }
@@ -71,6 +72,7 @@ pub async fn services(
         ca: Mutex::new(dd.x509),
         profiles: profile::profiles(&s.profiles)?,
         crl_url: s.crl_url,
+        ocsp_url: s.ocsp_url,
     };
     let producer = Producer {
         db,

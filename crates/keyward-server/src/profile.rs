@@ -96,7 +96,13 @@ impl Profile {
     }
 
     /// The certificate template for `device_id`.
-    pub fn template(&self, device_id: &str, now: i64, crl_url: Option<&str>) -> Template {
+    pub fn template(
+        &self,
+        device_id: &str,
+        now: i64,
+        crl_url: Option<&str>,
+        ocsp_url: Option<&str>,
+    ) -> Template {
         let rsa = matches!(self.key_spec(), Some(KeySpec::Rsa(_)));
         let (key_usage, extended_key_usage) = match self.usage {
             Usage::TlsClient | Usage::EapTls => {
@@ -125,6 +131,7 @@ impl Profile {
             alt_names: vec![AltName::Uri(format!("urn:keyward:device:{device_id}"))],
             ca: None,
             crl_url: crl_url.map(str::to_string),
+            ocsp_url: ocsp_url.map(str::to_string),
             attestation: None,
         }
     }
@@ -188,7 +195,7 @@ mod tests {
             !all["eap-tls"].algorithms().unwrap().contains(&0x92),
             "not exportable"
         );
-        let t = tls.template("ZZKWD00001", 1_000_000, None);
+        let t = tls.template("ZZKWD00001", 1_000_000, None, None);
         assert_eq!(
             t.key_usage,
             [KeyUsage::DigitalSignature, KeyUsage::KeyEncipherment]

@@ -33,6 +33,8 @@ pub struct Provisioner {
     pub profiles: BTreeMap<String, Profile>,
     /// Where relying parties find the CRL (the certificates' distribution point).
     pub crl_url: Option<String>,
+    /// Where relying parties find the OCSP responder (Authority Information Access).
+    pub ocsp_url: Option<String>,
     /// A further trusted root (CardContact's) whose devices were not produced here but may be
     /// provisioned: genuine SmartCard-HSMs.
     pub external_root: Option<String>,
@@ -176,7 +178,12 @@ impl Provisioner {
         };
 
         // 3. The certificate: recorded as pending, stored on the element, then activated.
-        let mut template = profile.template(&id, now(), self.crl_url.as_deref());
+        let mut template = profile.template(
+            &id,
+            now(),
+            self.crl_url.as_deref(),
+            self.ocsp_url.as_deref(),
+        );
         template.attestation = Some((id.clone(), HashAlg::Sha256.digest(&ar.raw)));
         let issued = {
             let mut ca = self.ca.lock().map_err(|_| "CA lock")?;

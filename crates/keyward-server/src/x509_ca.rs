@@ -74,6 +74,7 @@ pub fn open_or_create(dir: &Path, master: &MasterKey) -> Result<(X509Ca, Vec<u8>
                 alt_names: Vec::new(),
                 ca: Some(Some(0)),
                 crl_url: None,
+                ocsp_url: None,
                 attestation: None,
             },
             &SubjectKey::Ec {

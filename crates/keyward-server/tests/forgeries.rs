@@ -66,6 +66,7 @@ async fn backend(name: &str) -> Backend {
         db_connections: 4,
         profiles: Default::default(),
         crl_url: None,
+        ocsp_url: None,
         trust_cardcontact: false,
     })
     .await

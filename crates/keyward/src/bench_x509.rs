@@ -155,6 +155,7 @@ fn run_in(a: &X509Args, dir: &Path) -> anyhow::Result<()> {
             alt_names: Vec::new(),
             ca: None,
             crl_url: None,
+            ocsp_url: None,
             attestation: None,
         },
         &SubjectKey::Ec {

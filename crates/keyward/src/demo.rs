@@ -120,6 +120,7 @@ fn run_in(dir: &Path) -> anyhow::Result<()> {
             db_connections: 4,
             profiles: Default::default(),
             crl_url: None,
+            ocsp_url: None,
             trust_cardcontact: false,
         }))
         .map_err(|e| anyhow::anyhow!(e))?;

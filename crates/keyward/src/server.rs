@@ -69,6 +69,8 @@ struct FileConfig {
     /// The CRL distribution point written into certificates (default: this server's
     /// /crl/issuing.crl at the --listen address).
     crl_url: Option<String>,
+    /// The OCSP responder named in certificates (default: this server's /ocsp).
+    ocsp_url: Option<String>,
     /// Also provision genuine SmartCard-HSMs (device chains to CardContact's DESRCACC100001).
     #[serde(default)]
     trust_cardcontact: bool,
@@ -135,6 +137,14 @@ pub fn run(a: &ServerArgs) -> anyhow::Result<()> {
             module: a.pkcs11_module.as_deref(),
             pin: pin.as_ref().map(|p| p.as_str()),
         };
+        let public = format!(
+            "{}://{listen}",
+            if a.tls_cert.is_some() {
+                "https"
+            } else {
+                "http"
+            }
+        );
         let (producer, provisioner) = services(Settings {
             data_dir: &data_dir,
             db_url: db_url.as_deref(),
@@ -144,14 +154,16 @@ pub fn run(a: &ServerArgs) -> anyhow::Result<()> {
             db_connections: connections,
             profiles: file_profiles,
             trust_cardcontact: file.trust_cardcontact,
-            crl_url: Some(file.crl_url.clone().unwrap_or_else(|| {
-                let scheme = if a.tls_cert.is_some() {
-                    "https"
-                } else {
-                    "http"
-                };
-                format!("{scheme}://{listen}{}", keyward_server::crl::PATH)
-            })),
+            crl_url: Some(
+                file.crl_url
+                    .clone()
+                    .unwrap_or_else(|| format!("{public}{}", keyward_server::crl::PATH)),
+            ),
+            ocsp_url: Some(
+                file.ocsp_url
+                    .clone()
+                    .unwrap_or_else(|| format!("{public}{}", keyward_server::ocsp::PATH)),
+            ),
         })
         .await
         .map_err(|e| anyhow::anyhow!(e))?;
