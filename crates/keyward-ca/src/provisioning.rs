@@ -121,8 +121,9 @@ impl Device {
         kid: u8,
         spec: KeySpec,
         algorithms: Option<&[u8]>,
+        use_counter: Option<u32>,
     ) -> Result<Batch, ProvisionError> {
-        let cmd = generate_command(kid, spec, algorithms)
+        let cmd = generate_command(kid, spec, algorithms, use_counter)
             .map_err(|_| ProvisionError::Malformed("GENERATE ASYMMETRIC KEY PAIR"))?;
         let mut b = Batch::default();
         b.sm(&mut self.sm, "GENERATE ASYMMETRIC KEY PAIR", &cmd, OK)?;

@@ -74,7 +74,7 @@ fn provisioned_key_and_certificate_are_on_the_element() {
     let mut device = open(&mut card);
     let kid = device.free_key_id().unwrap();
     let spec = KeySpec::Ec(Curve::Secp256r1);
-    let b2 = device.generate(kid, spec, None).unwrap();
+    let b2 = device.generate(kid, spec, None, None).unwrap();
     let r2 = run(&mut card, b2.apdus());
     let (key, ar) = device.read_key(&b2, &r2).unwrap();
     assert_eq!(key.device_id, device.identity.device_id);
@@ -160,7 +160,7 @@ fn forgeries_are_refused() {
     let mut card = element();
     let mut device = open(&mut card);
     let b = device
-        .generate(1, KeySpec::Ec(Curve::Secp256r1), None)
+        .generate(1, KeySpec::Ec(Curve::Secp256r1), None, None)
         .unwrap();
     let mut r = run(&mut card, b.apdus());
     let m = r[0].len();
@@ -174,11 +174,31 @@ fn forgeries_are_refused() {
     let mut other = element();
     let mut other_device = open(&mut other);
     let b = other_device
-        .generate(1, KeySpec::Ec(Curve::Secp256r1), None)
+        .generate(1, KeySpec::Ec(Curve::Secp256r1), None, None)
         .unwrap();
     let r = run(&mut other, b.apdus());
     let (_, foreign) = other_device.read_key(&b, &r).unwrap();
     let mut card = element();
     let device = open(&mut card);
     assert!(device.identity.verify_attestation(&foreign).is_err());
+}
+
+#[test]
+fn a_profile_use_counter_limits_the_key() {
+    let mut card = element();
+    let mut device = open(&mut card);
+    let b = device
+        .generate(1, KeySpec::Ec(Curve::Secp256r1), None, Some(2))
+        .unwrap();
+    let r = run(&mut card, b.apdus());
+    device.read_key(&b, &r).unwrap();
+    let mut hsm = Hsm::new(&mut card);
+    hsm.select().unwrap();
+    hsm.verify_pin(PIN).unwrap();
+    hsm.sign(1, 0x73, b"one").unwrap();
+    hsm.sign(1, 0x73, b"two").unwrap();
+    assert!(
+        hsm.sign(1, 0x73, b"three").is_err(),
+        "the use counter is spent"
+    );
 }

@@ -328,7 +328,7 @@ impl<C: CardChannel> Hsm<C> {
     ) -> Result<GeneratedKey, HsmError> {
         let raw = self.run(
             generate_op(spec),
-            generate_command(kid, spec, opts.algorithms)?,
+            generate_command(kid, spec, opts.algorithms, None)?,
         )?;
         let attestation = match spec {
             KeySpec::Aes(_) => None,
@@ -485,14 +485,19 @@ fn generate_op(spec: KeySpec) -> &'static str {
     }
 }
 
-/// The command generating key `kid` per `spec`, with an optional algorithm list (tag `91`).
-/// Key pairs answer with their attestation (an authenticated request).
+/// The command generating key `kid` per `spec`, with an optional algorithm list (tag `91`)
+/// and use counter (tag `90`: the key signs at most that many times). Key pairs answer with
+/// their attestation (an authenticated request).
 pub fn generate_command(
     kid: u8,
     spec: KeySpec,
     algorithms: Option<&[u8]>,
+    use_counter: Option<u32>,
 ) -> Result<Command, HsmError> {
     let mut usage_ctl = Vec::new();
+    if let Some(n) = use_counter {
+        tlv::write(&mut usage_ctl, 0x90, &n.to_be_bytes()).map_err(CardError::from)?;
+    }
     if let Some(list) = algorithms {
         tlv::write(&mut usage_ctl, 0x91, list).map_err(CardError::from)?;
     }

@@ -37,6 +37,9 @@ pub struct Profile {
     /// The subject's organization.
     #[serde(default)]
     pub organization: Option<String>,
+    /// How many signatures the key may make (the element's use counter); none: unlimited.
+    #[serde(default)]
+    pub use_counter: Option<u32>,
 }
 
 fn default_validity() -> u32 {
@@ -58,6 +61,7 @@ impl Profile {
             validity_days: default_validity(),
             exportable: false,
             organization: None,
+            use_counter: None,
         }
     }
 
@@ -184,6 +188,7 @@ mod tests {
                 validity_days: 30,
                 exportable: true,
                 organization: Some("Acme".into()),
+                use_counter: Some(1000),
             },
         );
         let all = profiles(&cfg).unwrap();

@@ -139,7 +139,7 @@ impl Provisioner {
         let kid = device.free_key_id().map_err(refuse)?;
         let algorithms = profile.algorithms();
         let generate = device
-            .generate(kid, spec, algorithms.as_deref())
+            .generate(kid, spec, algorithms.as_deref(), profile.use_counter)
             .map_err(refuse)?;
         let r = session.transmit(generate.apdus().to_vec()).await?;
         let (key, ar) = match device.read_key(&generate, &r) {
