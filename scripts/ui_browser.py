@@ -5,6 +5,7 @@ CRL page change. Usage: ui_browser.py BASE_URL TOKEN DEVICE_ID SCREENSHOT_DIR"""
 import base64
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -24,7 +25,9 @@ def free_port():
 
 
 PORT = free_port()
-driver = subprocess.Popen(["chromedriver", f"--port={PORT}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+# Its own process group: chromedriver and every Chromium process it starts are stopped together.
+driver = subprocess.Popen(["chromedriver", f"--port={PORT}"], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL, start_new_session=True)
 WD = f"http://127.0.0.1:{PORT}"
 
 
@@ -123,5 +126,10 @@ try:
     check(lambda: "Hash chain intact" in source() and "certificate.revoked" in source(), "the audit log shows the revocation, chain intact")
     call("DELETE", S)
 finally:
-    driver.terminate()
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(driver.pid, sig)
+        except ProcessLookupError:
+            break
+        time.sleep(0.5)
     driver.wait(timeout=10)

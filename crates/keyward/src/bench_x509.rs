@@ -4,6 +4,7 @@
 //! both with an ECDSA P-256 CA key.
 
 use std::io::Write as _;
+use std::os::unix::process::CommandExt as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -213,13 +214,15 @@ fn run_in(a: &X509Args, dir: &Path) -> anyhow::Result<()> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
+    // `-multi` forks workers: the responder gets a process group of its own, stopped as a whole.
+    let port_arg = port.to_string();
     let mut peer_proc = Command::new("openssl")
         .args([
             "ocsp",
             "-index",
             "index.txt",
             "-port",
-            &port.to_string(),
+            &port_arg,
             "-rsigner",
             "ca.pem",
         ])
@@ -229,19 +232,26 @@ fn run_in(a: &X509Args, dir: &Path) -> anyhow::Result<()> {
         .current_dir(dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
+        .process_group(0)
         .spawn()?;
+    let stop = |p: &mut std::process::Child| {
+        let _ = Command::new("kill")
+            .args(["-TERM", "--", &format!("-{}", p.id())])
+            .status();
+        let _ = p.kill();
+        let _ = p.wait();
+    };
     let peer_url = format!("http://127.0.0.1:{port}/");
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         if Instant::now() > deadline {
-            let _ = peer_proc.kill();
+            stop(&mut peer_proc);
             bail!("openssl ocsp did not start");
         }
         std::thread::sleep(Duration::from_millis(50));
     }
     let peer = rt.block_on(load(&peer_url, &request, a));
-    let _ = peer_proc.kill();
-    let _ = peer_proc.wait();
+    stop(&mut peer_proc);
     let peer = peer?;
     println!(
         "OCSP answers/s over HTTP ({} clients): keyward {ours:.0}, openssl ocsp responder (-multi 2) {peer:.0} — {:.2}x",
