@@ -227,26 +227,12 @@ fn suite(work: &Path, db_url: &str) {
 
 #[test]
 fn production_on_sqlite() {
-    let work = temp_dir("produce-sqlite");
-    let url = format!("sqlite://{}", work.join("keyward.db").display());
-    suite(&work, &url);
-    let _ = std::fs::remove_dir_all(&work);
+    on_sqlite("produce", suite);
 }
 
 #[test]
 fn production_on_postgres() {
-    let Ok(admin) = std::env::var("KEYWARD_TEST_POSTGRES_URL") else {
-        assert!(
-            std::env::var_os("KEYWARD_REQUIRE_POSTGRES").is_none(),
-            "KEYWARD_REQUIRE_POSTGRES is set but KEYWARD_TEST_POSTGRES_URL is not"
-        );
-        eprintln!("skipped: set KEYWARD_TEST_POSTGRES_URL (scripts/test does)");
-        return;
-    };
-    let work = temp_dir("produce-postgres");
-    let url = fresh_postgres(&admin, "produce");
-    suite(&work, &url);
-    let _ = std::fs::remove_dir_all(&work);
+    on_postgres("produce", suite);
 }
 
 #[test]

@@ -208,24 +208,10 @@ fn suite(work: &Path, db_url: &str) {
 
 #[test]
 fn provisioning_on_sqlite() {
-    let work = temp_dir("provision-sqlite");
-    let url = format!("sqlite://{}", work.join("keyward.db").display());
-    suite(&work, &url);
-    let _ = std::fs::remove_dir_all(&work);
+    on_sqlite("provision", suite);
 }
 
 #[test]
 fn provisioning_on_postgres() {
-    let Ok(admin) = std::env::var("KEYWARD_TEST_POSTGRES_URL") else {
-        assert!(
-            std::env::var_os("KEYWARD_REQUIRE_POSTGRES").is_none(),
-            "KEYWARD_REQUIRE_POSTGRES is set but KEYWARD_TEST_POSTGRES_URL is not"
-        );
-        eprintln!("skipped: set KEYWARD_TEST_POSTGRES_URL (scripts/test does)");
-        return;
-    };
-    let work = temp_dir("provision-postgres");
-    let url = fresh_postgres(&admin, "provision");
-    suite(&work, &url);
-    let _ = std::fs::remove_dir_all(&work);
+    on_postgres("provision", suite);
 }

@@ -151,3 +151,28 @@ pub fn fresh_postgres(admin: &str, tag: &str) -> String {
     let base = admin.rsplit_once('/').map_or(admin, |(b, _)| b);
     format!("{base}/{name}")
 }
+
+/// Runs a suite on a fresh SQLite database in a temporary directory.
+pub fn on_sqlite(tag: &str, suite: fn(&Path, &str)) {
+    let work = temp_dir(&format!("{tag}-sqlite"));
+    let url = format!("sqlite://{}", work.join("keyward.db").display());
+    suite(&work, &url);
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+/// Runs a suite on a fresh database of the PostgreSQL server the test script started (skipped
+/// without one, unless KEYWARD_REQUIRE_POSTGRES says it must be there).
+pub fn on_postgres(tag: &str, suite: fn(&Path, &str)) {
+    let Ok(admin) = std::env::var("KEYWARD_TEST_POSTGRES_URL") else {
+        assert!(
+            std::env::var_os("KEYWARD_REQUIRE_POSTGRES").is_none(),
+            "KEYWARD_REQUIRE_POSTGRES is set but KEYWARD_TEST_POSTGRES_URL is not"
+        );
+        eprintln!("skipped: set KEYWARD_TEST_POSTGRES_URL (scripts/test does)");
+        return;
+    };
+    let work = temp_dir(&format!("{tag}-postgres"));
+    let url = fresh_postgres(&admin, tag);
+    suite(&work, &url);
+    let _ = std::fs::remove_dir_all(&work);
+}
