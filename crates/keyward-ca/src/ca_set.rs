@@ -171,8 +171,8 @@ impl CaSet {
                 (
                     generate(root)?,
                     generate(dica)?,
-                    strip_pin(root),
-                    strip_pin(dica),
+                    crate::pkcs11_uri::without_pin(root),
+                    crate::pkcs11_uri::without_pin(dica),
                 )
             }
         };
@@ -261,21 +261,5 @@ impl CaSet {
             return Ok(Box::new(key));
         }
         Err(CaSetError::Location(location.to_string()))
-    }
-}
-
-/// A URI as recorded: without `pin-value` (a `pin-source` file may stay).
-fn strip_pin(uri: &str) -> String {
-    let Some((path, query)) = uri.split_once('?') else {
-        return uri.to_string();
-    };
-    let kept: Vec<&str> = query
-        .split('&')
-        .filter(|a| !a.starts_with("pin-value="))
-        .collect();
-    if kept.is_empty() {
-        path.to_string()
-    } else {
-        format!("{path}?{}", kept.join("&"))
     }
 }

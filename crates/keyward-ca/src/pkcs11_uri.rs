@@ -141,6 +141,22 @@ impl Pkcs11Uri {
     }
 }
 
+/// A URI as recorded: without `pin-value` (a `pin-source` file may stay).
+pub fn without_pin(uri: &str) -> String {
+    let Some((path, query)) = uri.split_once('?') else {
+        return uri.to_string();
+    };
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|a| !a.starts_with("pin-value="))
+        .collect();
+    if kept.is_empty() {
+        path.to_string()
+    } else {
+        format!("{path}?{}", kept.join("&"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

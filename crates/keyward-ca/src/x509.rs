@@ -316,6 +316,38 @@ impl X509Ca {
         Ok(ca)
     }
 
+    /// A root (self-signed, 20 years) and an issuing CA under it (path length 0, 10 years) from
+    /// two keys; returns the issuing CA and the root's certificate.
+    pub fn root_and_issuing(
+        root_key: Box<dyn CaKey + Send>,
+        issuing_key: Box<dyn CaKey + Send>,
+        root_name: &Name,
+        issuing_name: &Name,
+        start: i64,
+    ) -> Result<(Self, Vec<u8>), CaError> {
+        let issuing_subject = SubjectKey::Ec {
+            curve: issuing_key.curve(),
+            point: issuing_key.point().to_vec(),
+        };
+        let mut root = Self::self_signed(root_key, root_name, start, start + 20 * 365 * 86_400)?;
+        let issuing = root.issue(
+            &Template {
+                subject: issuing_name.clone(),
+                not_before: start,
+                not_after: start + 10 * 365 * 86_400,
+                key_usage: vec![KeyUsage::KeyCertSign, KeyUsage::CrlSign],
+                extended_key_usage: Vec::new(),
+                alt_names: Vec::new(),
+                ca: Some(Some(0)),
+                crl_url: None,
+                ocsp_url: None,
+                attestation: None,
+            },
+            &issuing_subject,
+        )?;
+        Ok((Self::new(issuing_key, issuing.der)?, root.certificate))
+    }
+
     /// The CA's subject Name (DER), the issuer of what it signs.
     pub fn subject(&self) -> &[u8] {
         &self.subject

@@ -37,6 +37,8 @@ pub enum SetupError {
     Random,
     #[error("key: {0}")]
     Crypto(#[from] keyward_crypto::CryptoError),
+    #[error("CA key in a token: {0}")]
+    Token(String),
 }
 
 /// The Device Issuer CA a server signs with.
@@ -106,7 +108,7 @@ impl DataDir {
         let master_path = dir.join("master.key");
         let master = key_file(&master_path, &[("key", 32)])?;
         let master = MasterKey::new(master.get("key").unwrap_or_default())?;
-        let (x509, x509_root) = crate::x509_ca::open_or_create(&dir.join("x509"), &master)?;
+        let (x509, x509_root) = crate::x509_ca::open_or_create(&dir.join("x509"), &master, unlock)?;
         Ok(Self {
             x509,
             x509_root,

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use base64::Engine as _;
-use keyward_ca::x509::{KeyUsage, Name, NameAttr, SubjectKey, Template, X509Ca};
+use keyward_ca::x509::{Name, NameAttr, X509Ca};
 use keyward_ca::{CaKey, SoftwareKey};
 use keyward_crypto::{Curve, EcKey};
 
@@ -44,52 +44,96 @@ fn write_private(path: &Path, data: &[u8]) -> Result<(), SetupError> {
     })
 }
 
-/// Opens the issuing CA in `dir`, creating root and issuing CA on first use.
-pub fn open_or_create(dir: &Path, master: &MasterKey) -> Result<(X509Ca, Vec<u8>), SetupError> {
+/// `x509/ca.toml`, written by `keyward ca init-x509`: the issuing CA's key is in a PKCS#11 token.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenCa {
+    /// The issuing CA's key: a `pkcs11:` URI (without its PIN).
+    pub key: String,
+}
+
+/// The description file of a token-held CA.
+pub const TOKEN_CA: &str = "ca.toml";
+
+/// Writes the certificates of a new root/issuing pair into `dir`.
+pub fn write_certificates(dir: &Path, root: &[u8], issuing: &[u8]) -> Result<(), SetupError> {
+    for (name, data) in [
+        ("root.der", root.to_vec()),
+        ("root.pem", pem(root).into_bytes()),
+        ("issuing.der", issuing.to_vec()),
+        ("issuing.pem", pem(issuing).into_bytes()),
+    ] {
+        std::fs::write(dir.join(name), data).map_err(io(&dir.join(name)))?;
+    }
+    Ok(())
+}
+
+fn names() -> (Name, Name) {
+    (
+        Name::common_name("Keyward Device Root CA").with(NameAttr::Organization, "Keyward"),
+        Name::common_name("Keyward Device Issuing CA").with(NameAttr::Organization, "Keyward"),
+    )
+}
+
+/// A root and an issuing CA from two keys (e.g. in a token); the certificates go to `dir`.
+pub fn create(
+    dir: &Path,
+    root_key: Box<dyn CaKey + Send>,
+    issuing_key: Box<dyn CaKey + Send>,
+) -> Result<X509Ca, SetupError> {
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let (root_name, issuing_name) = names();
+    let (issuing, root) = X509Ca::root_and_issuing(
+        root_key,
+        issuing_key,
+        &root_name,
+        &issuing_name,
+        now() - 3600,
+    )?;
+    write_certificates(dir, &root, &issuing.certificate)?;
+    Ok(issuing)
+}
+
+/// Opens the issuing CA in `dir`: the token-held one `keyward ca init-x509` made, or else the
+/// one kept under the master key, created on first use.
+pub fn open_or_create(
+    dir: &Path,
+    master: &MasterKey,
+    unlock: &keyward_ca::ca_set::Unlock<'_>,
+) -> Result<(X509Ca, Vec<u8>), SetupError> {
     let key_path = dir.join("issuing.key");
     let cert_path = dir.join("issuing.der");
     let root_path = dir.join("root.der");
+    let read = |p: &Path| std::fs::read(p).map_err(io(p));
+    let token = dir.join(TOKEN_CA);
+    if token.exists() {
+        let text = std::fs::read_to_string(&token).map_err(io(&token))?;
+        let cfg: TokenCa = toml::from_str(&text).map_err(|e| SetupError::Io {
+            path: token.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        let mut uri = keyward_ca::pkcs11_uri::Pkcs11Uri::parse(&cfg.key)
+            .map_err(|e| SetupError::Token(e.to_string()))?;
+        if uri.pin_value.is_none() && uri.pin_source.is_none() {
+            uri.pin_value = unlock.pin.map(|p| zeroize::Zeroizing::new(p.to_string()));
+        }
+        let key = keyward_ca::pkcs11_key::Pkcs11Key::open(&uri, unlock.module)
+            .map_err(|e| SetupError::Token(e.to_string()))?;
+        return Ok((
+            X509Ca::new(Box::new(key), read(&cert_path)?)?,
+            read(&root_path)?,
+        ));
+    }
     if !key_path.exists() {
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
-        let start = now() - 3600;
         let root_key = EcKey::generate(Curve::Secp256r1)?;
         let issuing_key = EcKey::generate(Curve::Secp256r1)?;
         let root_sealed = master.seal("x509-root", "ca-key", root_key.private_bytes())?;
         let issuing_sealed = master.seal("x509-issuing", "ca-key", issuing_key.private_bytes())?;
-        let issuing_point = issuing_key.public_point().to_vec();
-        let mut root = X509Ca::self_signed(
+        create(
+            dir,
             Box::new(SoftwareKey::new(root_key)),
-            &Name::common_name("Keyward Device Root CA").with(NameAttr::Organization, "Keyward"),
-            start,
-            start + 20 * 365 * 86_400,
+            Box::new(SoftwareKey::new(issuing_key)),
         )?;
-        let issuing = root.issue(
-            &Template {
-                subject: Name::common_name("Keyward Device Issuing CA")
-                    .with(NameAttr::Organization, "Keyward"),
-                not_before: start,
-                not_after: start + 10 * 365 * 86_400,
-                key_usage: vec![KeyUsage::KeyCertSign, KeyUsage::CrlSign],
-                extended_key_usage: Vec::new(),
-                alt_names: Vec::new(),
-                ca: Some(Some(0)),
-                crl_url: None,
-                ocsp_url: None,
-                attestation: None,
-            },
-            &SubjectKey::Ec {
-                curve: Curve::Secp256r1,
-                point: issuing_point,
-            },
-        )?;
-        for (name, data) in [
-            ("root.der", root.certificate.clone()),
-            ("root.pem", pem(&root.certificate).into_bytes()),
-            ("issuing.der", issuing.der.clone()),
-            ("issuing.pem", pem(&issuing.der).into_bytes()),
-        ] {
-            std::fs::write(dir.join(name), data).map_err(io(&dir.join(name)))?;
-        }
         write_private(&dir.join("root.key"), root_sealed.as_bytes())?;
         // The issuing key last: its presence says the set is complete.
         write_private(&key_path, issuing_sealed.as_bytes())?;
@@ -100,7 +144,5 @@ pub fn open_or_create(dir: &Path, master: &MasterKey) -> Result<(X509Ca, Vec<u8>
         Curve::Secp256r1,
         &private,
     )?));
-    let cert = std::fs::read(&cert_path).map_err(io(&cert_path))?;
-    let root = std::fs::read(&root_path).map_err(io(&root_path))?;
-    Ok((X509Ca::new(key, cert)?, root))
+    Ok((X509Ca::new(key, read(&cert_path)?)?, read(&root_path)?))
 }

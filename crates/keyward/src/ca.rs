@@ -11,6 +11,29 @@ pub enum CaCommand {
     /// Create (or show) the development CA set in a directory: srca.cvc, dica.cvc and the keys
     /// (dev-ca.json, mode 0600). Point KEYWARD_DEV_CA at the directory to use it.
     Init(InitArgs),
+    /// Create the X.509 root and issuing CA for provisioning with keys generated in PKCS#11
+    /// tokens (into a server data directory's `x509/`; without it the server keeps its own
+    /// P-256 keys sealed under its master key).
+    InitX509(InitX509Args),
+}
+
+#[derive(clap::Args)]
+pub struct InitX509Args {
+    /// The directory (a server's `DATA-DIR/x509`).
+    #[arg(long)]
+    dir: PathBuf,
+    /// The root's key: a pkcs11: URI (object= and/or id=; PIN as pin-value or pin-source).
+    #[arg(long)]
+    root_key: String,
+    /// The issuing CA's key: a pkcs11: URI.
+    #[arg(long)]
+    issuing_key: String,
+    /// PKCS#11 module for URIs without module-path.
+    #[arg(long)]
+    module: Option<PathBuf>,
+    /// The keys' curve: p256 or p384.
+    #[arg(long, default_value = "p256")]
+    curve: String,
 }
 
 #[derive(clap::Args)]
@@ -38,6 +61,7 @@ pub struct InitArgs {
 
 pub fn run(cmd: CaCommand) -> anyhow::Result<()> {
     match cmd {
+        CaCommand::InitX509(a) => init_x509(&a),
         CaCommand::Init(a) if a.password_file.is_some() || a.root_key.is_some() => {
             production_set(&a)
         }
@@ -110,5 +134,45 @@ fn production_set(a: &InitArgs) -> anyhow::Result<()> {
         chr(&set.dica),
         set.dica_key_location()
     );
+    Ok(())
+}
+
+/// `ca init-x509`: X.509 CA keys generated in tokens.
+fn init_x509(a: &InitX509Args) -> anyhow::Result<()> {
+    use anyhow::{Context, bail};
+    use keyward_ca::pkcs11_key::Pkcs11Key;
+    use keyward_ca::pkcs11_uri::{Pkcs11Uri, without_pin};
+    use keyward_server::x509_ca::{TOKEN_CA, TokenCa, create};
+    let curve = match a.curve.as_str() {
+        "p256" => keyward_crypto::Curve::Secp256r1,
+        "p384" => keyward_crypto::Curve::Secp384r1,
+        other => bail!("curve {other:?}: p256 or p384"),
+    };
+    let description = a.dir.join(TOKEN_CA);
+    if description.exists() || a.dir.join("issuing.key").exists() {
+        bail!(
+            "{} holds an X.509 CA already; it is never overwritten",
+            a.dir.display()
+        );
+    }
+    let generate = |uri: &str| -> anyhow::Result<Box<dyn keyward_ca::CaKey + Send>> {
+        let parsed = Pkcs11Uri::parse(uri).with_context(|| format!("key {uri}"))?;
+        Ok(Box::new(
+            Pkcs11Key::generate(&parsed, a.module.as_deref(), curve)
+                .with_context(|| format!("generating {}", without_pin(uri)))?,
+        ))
+    };
+    let issuing = create(&a.dir, generate(&a.root_key)?, generate(&a.issuing_key)?)?;
+    let toml = toml::to_string(&TokenCa {
+        key: without_pin(&a.issuing_key),
+    })?;
+    std::fs::write(&description, toml)?;
+    println!(
+        "created X.509 root and issuing CA ({}) in {}; issuing key {}",
+        a.curve,
+        a.dir.display(),
+        without_pin(&a.issuing_key)
+    );
+    let _ = issuing;
     Ok(())
 }
