@@ -139,7 +139,7 @@ impl X509Ca {
     /// Whether `id` names a certificate of this CA (issuer name and key hashes match).
     pub fn issued(&self, id: &CertId) -> bool {
         id.hash.digest(self.subject()) == id.issuer_name_hash
-            && id.hash.digest(self.public_key_bits()) == id.issuer_key_hash
+            && id.hash.digest(&self.public_key_bits()) == id.issuer_key_hash
     }
 
     /// A signed, successful OCSPResponse with `status(id)` for every certificate asked about

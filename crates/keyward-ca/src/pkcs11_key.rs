@@ -225,3 +225,120 @@ impl CaKey for Pkcs11Key {
         Ok(sig)
     }
 }
+
+/// An RSA CA key in a PKCS#11 token (X.509 only: the token hashes and signs,
+/// CKM_SHA256_RSA_PKCS).
+pub struct Pkcs11RsaKey {
+    session: Session,
+    key: ObjectHandle,
+    modulus: Vec<u8>,
+    exponent: Vec<u8>,
+}
+
+fn rsa_public(
+    session: &Session,
+    public: ObjectHandle,
+) -> Result<(Vec<u8>, Vec<u8>), Pkcs11KeyError> {
+    let attrs = session.get_attributes(
+        public,
+        &[AttributeType::Modulus, AttributeType::PublicExponent],
+    )?;
+    let (mut n, mut e) = (None, None);
+    for a in attrs {
+        match a {
+            Attribute::Modulus(v) => n = Some(v),
+            Attribute::PublicExponent(v) => e = Some(v),
+            _ => {}
+        }
+    }
+    match (n, e) {
+        (Some(n), Some(e)) if !n.is_empty() && !e.is_empty() => Ok((n, e)),
+        _ => Err(Pkcs11KeyError::PublicKey),
+    }
+}
+
+impl Pkcs11RsaKey {
+    /// Generates an RSA signing key pair of `bits` in the token.
+    pub fn generate(
+        uri: &Pkcs11Uri,
+        default_module: Option<&Path>,
+        bits: u64,
+    ) -> Result<Self, Pkcs11KeyError> {
+        let session = open_session(uri, default_module)?;
+        let mut name = Vec::new();
+        if let Some(label) = &uri.object {
+            name.push(Attribute::Label(label.as_bytes().to_vec()));
+        }
+        if let Some(id) = &uri.id {
+            name.push(Attribute::Id(id.clone()));
+        }
+        if name.is_empty() {
+            return Err(Pkcs11KeyError::NoKeyName);
+        }
+        let mut public = vec![
+            Attribute::Token(true),
+            Attribute::Verify(true),
+            Attribute::ModulusBits(bits.into()),
+            Attribute::PublicExponent(vec![1, 0, 1]),
+        ];
+        public.extend(name.iter().cloned());
+        let mut private = vec![
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+            Attribute::Sign(true),
+        ];
+        private.extend(name);
+        let (public, key) =
+            session.generate_key_pair(&Mechanism::RsaPkcsKeyPairGen, &public, &private)?;
+        let (modulus, exponent) = rsa_public(&session, public)?;
+        Ok(Self {
+            session,
+            key,
+            modulus,
+            exponent,
+        })
+    }
+}
+
+impl crate::x509::X509Key for Pkcs11RsaKey {
+    fn subject_key(&self) -> crate::x509::SubjectKey {
+        crate::x509::SubjectKey::Rsa {
+            modulus: self.modulus.clone(),
+            exponent: self.exponent.clone(),
+        }
+    }
+
+    fn signature_algorithm(&self) -> Result<Vec<u8>, CaError> {
+        Ok(crate::x509::rsa_sha256_algorithm())
+    }
+
+    fn sign_x509(&mut self, data: &[u8]) -> Result<Vec<u8>, CaError> {
+        self.session
+            .sign(&Mechanism::Sha256RsaPkcs, self.key, data)
+            .map_err(|e| CaError::Token(e.to_string()))
+    }
+}
+
+/// Opens the key a URI names for X.509 signing, EC or RSA as the token holds it.
+pub fn open_x509(
+    uri: &Pkcs11Uri,
+    default_module: Option<&Path>,
+) -> Result<Box<dyn crate::x509::X509Key>, Pkcs11KeyError> {
+    let session = open_session(uri, default_module)?;
+    let public = one(&session, &key_template(uri, ObjectClass::PUBLIC_KEY)?)?;
+    // An RSA public key has a modulus; for an EC key the attribute does not exist.
+    if rsa_public(&session, public).is_ok() {
+        let key = one(&session, &key_template(uri, ObjectClass::PRIVATE_KEY)?)?;
+        let (modulus, exponent) = rsa_public(&session, public)?;
+        return Ok(Box::new(Pkcs11RsaKey {
+            session,
+            key,
+            modulus,
+            exponent,
+        }));
+    }
+    drop(session);
+    Ok(Box::new(Pkcs11Key::open(uri, default_module)?))
+}

@@ -92,7 +92,8 @@ pub enum SubjectKey {
 }
 
 impl SubjectKey {
-    fn subject_public_key(&self) -> Vec<u8> {
+    /// The subjectPublicKey BIT STRING's content (EC point, or DER RSAPublicKey).
+    pub fn subject_public_key(&self) -> Vec<u8> {
         match self {
             Self::Ec { point, .. } => point.clone(),
             Self::Rsa { modulus, exponent } => {
@@ -179,9 +180,67 @@ pub struct RevokedEntry {
     pub reason: Reason,
 }
 
+/// A key an X.509 CA signs with: ECDSA (any [`CaKey`]) or RSA.
+pub trait X509Key: Send {
+    /// The public key.
+    fn subject_key(&self) -> SubjectKey;
+    /// The signature's AlgorithmIdentifier (DER).
+    fn signature_algorithm(&self) -> Result<Vec<u8>, CaError>;
+    /// The signature value over `data` (DER `ECDSA-Sig-Value`, or the RSA signature).
+    fn sign_x509(&mut self, data: &[u8]) -> Result<Vec<u8>, CaError>;
+}
+
+impl<K: CaKey + Send> X509Key for K {
+    fn subject_key(&self) -> SubjectKey {
+        SubjectKey::Ec {
+            curve: self.curve(),
+            point: self.point().to_vec(),
+        }
+    }
+
+    fn signature_algorithm(&self) -> Result<Vec<u8>, CaError> {
+        let (alg, _) = sig_alg(self.curve())?;
+        Ok(der::seq(&[&der::oid(alg)]))
+    }
+
+    fn sign_x509(&mut self, data: &[u8]) -> Result<Vec<u8>, CaError> {
+        let (_, hash) = sig_alg(self.curve())?;
+        let plain = self.sign_digest(&hash.digest(data))?;
+        let (r, s) = plain.split_at(plain.len() / 2);
+        Ok(der::seq(&[&der::uint(r), &der::uint(s)]))
+    }
+}
+
+/// `sha256WithRSAEncryption` with its NULL parameters.
+pub fn rsa_sha256_algorithm() -> Vec<u8> {
+    der::seq(&[&der::oid("1.2.840.113549.1.1.11"), &der::null()])
+}
+
+/// An RSA CA key in this process's memory (kept sealed at rest), PKCS#1 v1.5 with SHA-256.
+pub struct RsaSoftwareKey(pub keyward_crypto::RsaKey);
+
+impl X509Key for RsaSoftwareKey {
+    fn subject_key(&self) -> SubjectKey {
+        SubjectKey::Rsa {
+            modulus: self.0.modulus(),
+            exponent: self.0.exponent(),
+        }
+    }
+
+    fn signature_algorithm(&self) -> Result<Vec<u8>, CaError> {
+        Ok(rsa_sha256_algorithm())
+    }
+
+    fn sign_x509(&mut self, data: &[u8]) -> Result<Vec<u8>, CaError> {
+        Ok(self
+            .0
+            .sign_pkcs1(HashAlg::Sha256, &HashAlg::Sha256.digest(data))?)
+    }
+}
+
 /// An X.509 CA: its key, its certificate, the parts of it certificates refer to.
 pub struct X509Ca {
-    key: Box<dyn CaKey + Send>,
+    key: Box<dyn X509Key>,
     pub certificate: Vec<u8>,
     subject: Vec<u8>,
     key_id: Vec<u8>,
@@ -235,17 +294,31 @@ pub fn verify_issued(cert: &[u8], issuer: &[u8]) -> Result<bool, CaError> {
         return Err(bad());
     };
     let alg_oid = alg.children().next().and_then(Result::ok).ok_or_else(bad)?;
+    let (_, spki) = subject_and_spki(issuer).ok_or_else(bad)?;
+    let spki = Tlv::parse_exact(&spki).map_err(|_| bad())?;
+    let mut items = spki.children().filter_map(Result::ok);
+    let key_alg = items.next().ok_or_else(bad)?;
+    let bits = items.next().ok_or_else(bad)?;
+    // sha256WithRSAEncryption
+    if alg_oid.value == [0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x01, 0x0B] {
+        let rsa = Tlv::parse_exact(bits.value.get(1..).ok_or_else(bad)?).map_err(|_| bad())?;
+        let parts: Vec<Tlv<'_>> = rsa.children().filter_map(Result::ok).collect();
+        let [n, e] = parts.as_slice() else {
+            return Err(bad());
+        };
+        let key = keyward_crypto::RsaPublicKey::new(n.value, e.value).map_err(|_| bad())?;
+        return Ok(key.verify(
+            keyward_crypto::RsaScheme::Pkcs1(HashAlg::Sha256),
+            &HashAlg::Sha256.digest(tbs.raw),
+            sig.value.get(1..).ok_or_else(bad)?,
+        ));
+    }
     let hash = match alg_oid.value {
         [.., 0x04, 0x03, 0x02] => HashAlg::Sha256,
         [.., 0x04, 0x03, 0x03] => HashAlg::Sha384,
         [.., 0x04, 0x03, 0x04] => HashAlg::Sha512,
         _ => return Ok(false),
     };
-    let (_, spki) = subject_and_spki(issuer).ok_or_else(bad)?;
-    let spki = Tlv::parse_exact(&spki).map_err(|_| bad())?;
-    let mut items = spki.children().filter_map(Result::ok);
-    let key_alg = items.next().ok_or_else(bad)?;
-    let bits = items.next().ok_or_else(bad)?;
     let curve_oid = key_alg
         .children()
         .filter_map(Result::ok)
@@ -266,12 +339,9 @@ pub fn verify_issued(cert: &[u8], issuer: &[u8]) -> Result<bool, CaError> {
 
 impl X509Ca {
     /// A CA with its existing certificate (which must be for this key).
-    pub fn new(key: Box<dyn CaKey + Send>, certificate: Vec<u8>) -> Result<Self, CaError> {
+    pub fn new(key: Box<dyn X509Key>, certificate: Vec<u8>) -> Result<Self, CaError> {
         let (subject, spki) = subject_and_spki(&certificate).ok_or(CaError::CertificateMismatch)?;
-        let own = SubjectKey::Ec {
-            curve: key.curve(),
-            point: key.point().to_vec(),
-        };
+        let own = key.subject_key();
         if spki != own.spki() {
             return Err(CaError::CertificateMismatch);
         }
@@ -285,15 +355,12 @@ impl X509Ca {
 
     /// A self-signed root CA certificate for `key`.
     pub fn self_signed(
-        key: Box<dyn CaKey + Send>,
+        key: Box<dyn X509Key>,
         subject: &Name,
         not_before: i64,
         not_after: i64,
     ) -> Result<Self, CaError> {
-        let own = SubjectKey::Ec {
-            curve: key.curve(),
-            point: key.point().to_vec(),
-        };
+        let own = key.subject_key();
         let mut ca = Self {
             key,
             certificate: Vec::new(),
@@ -319,16 +386,13 @@ impl X509Ca {
     /// A root (self-signed, 20 years) and an issuing CA under it (path length 0, 10 years) from
     /// two keys; returns the issuing CA and the root's certificate.
     pub fn root_and_issuing(
-        root_key: Box<dyn CaKey + Send>,
-        issuing_key: Box<dyn CaKey + Send>,
+        root_key: Box<dyn X509Key>,
+        issuing_key: Box<dyn X509Key>,
         root_name: &Name,
         issuing_name: &Name,
         start: i64,
     ) -> Result<(Self, Vec<u8>), CaError> {
-        let issuing_subject = SubjectKey::Ec {
-            curve: issuing_key.curve(),
-            point: issuing_key.point().to_vec(),
-        };
+        let issuing_subject = issuing_key.subject_key();
         let mut root = Self::self_signed(root_key, root_name, start, start + 20 * 365 * 86_400)?;
         let issuing = root.issue(
             &Template {
@@ -353,9 +417,9 @@ impl X509Ca {
         &self.subject
     }
 
-    /// The CA's public key as it appears in its certificate's BIT STRING (the point).
-    pub fn public_key_bits(&self) -> &[u8] {
-        self.key.point()
+    /// The CA's public key as it appears in its certificate's BIT STRING.
+    pub fn public_key_bits(&self) -> Vec<u8> {
+        self.key.subject_key().subject_public_key()
     }
 
     /// SHA-1 of the CA's public key (its key identifier, and its OCSP responder id).
@@ -365,20 +429,13 @@ impl X509Ca {
 
     /// Signs `data` as this CA: AlgorithmIdentifier and the DER signature value.
     pub fn sign(&mut self, data: &[u8]) -> Result<(Vec<u8>, Vec<u8>), CaError> {
-        let (alg, hash) = sig_alg(self.key.curve())?;
-        let plain = self.key.sign_digest(&hash.digest(data))?;
-        let (r, s) = plain.split_at(plain.len() / 2);
-        Ok((
-            der::seq(&[&der::oid(alg)]),
-            der::seq(&[&der::uint(r), &der::uint(s)]),
-        ))
+        Ok((self.key.signature_algorithm()?, self.key.sign_x509(data)?))
     }
 
     /// Issues a certificate for `key` per `t`.
     pub fn issue(&mut self, t: &Template, key: &SubjectKey) -> Result<Issued, CaError> {
         let serial = serial()?;
-        let (alg, _) = sig_alg(self.key.curve())?;
-        let alg = der::seq(&[&der::oid(alg)]);
+        let alg = self.key.signature_algorithm()?;
         let mut exts: Vec<Vec<u8>> = Vec::new();
         if let Some(path) = t.ca {
             let mut bc = der::boolean(true);
@@ -479,8 +536,7 @@ impl X509Ca {
         next_update: i64,
         number: u64,
     ) -> Result<Vec<u8>, CaError> {
-        let (alg, _) = sig_alg(self.key.curve())?;
-        let alg = der::seq(&[&der::oid(alg)]);
+        let alg = self.key.signature_algorithm()?;
         let mut entries = Vec::new();
         for r in revoked {
             let mut entry = der::uint(&r.serial);

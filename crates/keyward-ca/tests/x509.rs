@@ -70,8 +70,7 @@ fn chain_checks(ca_curve: Curve) {
     let root_name = Name::common_name("Keyward Test Root").with(NameAttr::Country, "ZZ");
     let mut root =
         X509Ca::self_signed(root_key, &root_name, now() - 60, now() + 3650 * 86_400).unwrap();
-    let issuing_key: Box<dyn CaKey + Send> =
-        Box::new(SoftwareKey::new(EcKey::generate(ca_curve).unwrap()));
+    let issuing_key = SoftwareKey::new(EcKey::generate(ca_curve).unwrap());
     let issuing_subject = SubjectKey::Ec {
         curve: ca_curve,
         point: issuing_key.point().to_vec(),
@@ -93,7 +92,7 @@ fn chain_checks(ca_curve: Curve) {
             &issuing_subject,
         )
         .unwrap();
-    let mut issuing = X509Ca::new(issuing_key, issuing_cert.der.clone()).unwrap();
+    let mut issuing = X509Ca::new(Box::new(issuing_key), issuing_cert.der.clone()).unwrap();
     let root_pem = pem(&dir, "root", &root.certificate);
     let issuing_pem = pem(&dir, "issuing", &issuing.certificate);
 
@@ -237,4 +236,49 @@ fn a_certificate_for_another_key_is_not_this_cas() {
     let ca = X509Ca::self_signed(key, &Name::common_name("A"), 0, 86_400).unwrap();
     let other = Box::new(SoftwareKey::new(EcKey::generate(Curve::Secp256r1).unwrap()));
     assert!(X509Ca::new(other, ca.certificate.clone()).is_err());
+}
+
+#[test]
+fn rsa_ca_chain_verifies_with_openssl() {
+    use keyward_ca::x509::RsaSoftwareKey;
+    let dir = std::env::temp_dir().join(format!("keyward-x509-rsa-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (mut issuing, root) = X509Ca::root_and_issuing(
+        Box::new(RsaSoftwareKey(RsaKey::generate(2048).unwrap())),
+        Box::new(RsaSoftwareKey(RsaKey::generate(2048).unwrap())),
+        &Name::common_name("RSA Root"),
+        &Name::common_name("RSA Issuing"),
+        now() - 60,
+    )
+    .unwrap();
+    let device = EcKey::generate(Curve::Secp256r1).unwrap();
+    let leaf = issuing
+        .issue(
+            &client_template("ZZKWD00009"),
+            &SubjectKey::Ec {
+                curve: Curve::Secp256r1,
+                point: device.public_point().to_vec(),
+            },
+        )
+        .unwrap();
+    assert!(keyward_ca::x509::verify_issued(&leaf.der, &issuing.certificate).unwrap());
+    assert!(keyward_ca::x509::verify_issued(&issuing.certificate, &root).unwrap());
+    let root_pem = pem(&dir, "root", &root);
+    let issuing_pem = pem(&dir, "issuing", &issuing.certificate);
+    let leaf_pem = pem(&dir, "leaf", &leaf.der);
+    let out = openssl(&[
+        "verify",
+        "-x509_strict",
+        "-purpose",
+        "sslclient",
+        "-CAfile",
+        &root_pem,
+        "-untrusted",
+        &issuing_pem,
+        &leaf_pem,
+    ]);
+    assert!(out.contains(": OK"), "{out}");
+    let text = openssl(&["x509", "-noout", "-text", "-in", &leaf_pem]);
+    assert!(text.contains("sha256WithRSAEncryption"), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

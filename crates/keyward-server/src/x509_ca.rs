@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use base64::Engine as _;
-use keyward_ca::x509::{Name, NameAttr, X509Ca};
-use keyward_ca::{CaKey, SoftwareKey};
+use keyward_ca::SoftwareKey;
+use keyward_ca::x509::{Name, NameAttr, X509Ca, X509Key};
 use keyward_crypto::{Curve, EcKey};
 
 use crate::seal::MasterKey;
@@ -78,8 +78,8 @@ fn names() -> (Name, Name) {
 /// A root and an issuing CA from two keys (e.g. in a token); the certificates go to `dir`.
 pub fn create(
     dir: &Path,
-    root_key: Box<dyn CaKey + Send>,
-    issuing_key: Box<dyn CaKey + Send>,
+    root_key: Box<dyn X509Key>,
+    issuing_key: Box<dyn X509Key>,
 ) -> Result<X509Ca, SetupError> {
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let (root_name, issuing_name) = names();
@@ -117,12 +117,9 @@ pub fn open_or_create(
         if uri.pin_value.is_none() && uri.pin_source.is_none() {
             uri.pin_value = unlock.pin.map(|p| zeroize::Zeroizing::new(p.to_string()));
         }
-        let key = keyward_ca::pkcs11_key::Pkcs11Key::open(&uri, unlock.module)
+        let key = keyward_ca::pkcs11_key::open_x509(&uri, unlock.module)
             .map_err(|e| SetupError::Token(e.to_string()))?;
-        return Ok((
-            X509Ca::new(Box::new(key), read(&cert_path)?)?,
-            read(&root_path)?,
-        ));
+        return Ok((X509Ca::new(key, read(&cert_path)?)?, read(&root_path)?));
     }
     if !key_path.exists() {
         let root_key = EcKey::generate(Curve::Secp256r1)?;
@@ -140,7 +137,7 @@ pub fn open_or_create(
     }
     let sealed = std::fs::read_to_string(&key_path).map_err(io(&key_path))?;
     let private = master.open("x509-issuing", "ca-key", sealed.trim())?;
-    let key: Box<dyn CaKey + Send> = Box::new(SoftwareKey::new(EcKey::from_private(
+    let key: Box<dyn X509Key> = Box::new(SoftwareKey::new(EcKey::from_private(
         Curve::Secp256r1,
         &private,
     )?));

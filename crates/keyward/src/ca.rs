@@ -31,7 +31,7 @@ pub struct InitX509Args {
     /// PKCS#11 module for URIs without module-path.
     #[arg(long)]
     module: Option<PathBuf>,
-    /// The keys' curve: p256 or p384.
+    /// The keys' type: p256, p384 (ECDSA) or rsa2048, rsa3072, rsa4096.
     #[arg(long, default_value = "p256")]
     curve: String,
 }
@@ -143,10 +143,17 @@ fn init_x509(a: &InitX509Args) -> anyhow::Result<()> {
     use keyward_ca::pkcs11_key::Pkcs11Key;
     use keyward_ca::pkcs11_uri::{Pkcs11Uri, without_pin};
     use keyward_server::x509_ca::{TOKEN_CA, TokenCa, create};
-    let curve = match a.curve.as_str() {
-        "p256" => keyward_crypto::Curve::Secp256r1,
-        "p384" => keyward_crypto::Curve::Secp384r1,
-        other => bail!("curve {other:?}: p256 or p384"),
+    enum Kind {
+        Ec(keyward_crypto::Curve),
+        Rsa(u64),
+    }
+    let kind = match a.curve.as_str() {
+        "p256" => Kind::Ec(keyward_crypto::Curve::Secp256r1),
+        "p384" => Kind::Ec(keyward_crypto::Curve::Secp384r1),
+        "rsa2048" => Kind::Rsa(2048),
+        "rsa3072" => Kind::Rsa(3072),
+        "rsa4096" => Kind::Rsa(4096),
+        other => bail!("key type {other:?}: p256, p384, rsa2048, rsa3072 or rsa4096"),
     };
     let description = a.dir.join(TOKEN_CA);
     if description.exists() || a.dir.join("issuing.key").exists() {
@@ -155,12 +162,18 @@ fn init_x509(a: &InitX509Args) -> anyhow::Result<()> {
             a.dir.display()
         );
     }
-    let generate = |uri: &str| -> anyhow::Result<Box<dyn keyward_ca::CaKey + Send>> {
+    let generate = |uri: &str| -> anyhow::Result<Box<dyn keyward_ca::x509::X509Key>> {
         let parsed = Pkcs11Uri::parse(uri).with_context(|| format!("key {uri}"))?;
-        Ok(Box::new(
-            Pkcs11Key::generate(&parsed, a.module.as_deref(), curve)
-                .with_context(|| format!("generating {}", without_pin(uri)))?,
-        ))
+        let what = || format!("generating {}", without_pin(uri));
+        Ok(match kind {
+            Kind::Ec(curve) => Box::new(
+                Pkcs11Key::generate(&parsed, a.module.as_deref(), curve).with_context(what)?,
+            ),
+            Kind::Rsa(bits) => Box::new(
+                keyward_ca::pkcs11_key::Pkcs11RsaKey::generate(&parsed, a.module.as_deref(), bits)
+                    .with_context(what)?,
+            ),
+        })
     };
     let issuing = create(&a.dir, generate(&a.root_key)?, generate(&a.issuing_key)?)?;
     let toml = toml::to_string(&TokenCa {
