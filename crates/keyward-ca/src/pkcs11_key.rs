@@ -143,6 +143,41 @@ fn public_of(session: &Session, public: ObjectHandle) -> Result<(Curve, Vec<u8>)
     }
 }
 
+/// Generates a signing key pair with `mechanism` in the token the URI names, labelled and
+/// identified as it says: private, sensitive, never extractable; `public_extra` describes the
+/// key (curve or modulus size). Returns the session and the public and private handles.
+fn generate_pair(
+    uri: &Pkcs11Uri,
+    default_module: Option<&Path>,
+    mechanism: &Mechanism<'_>,
+    public_extra: Vec<Attribute>,
+) -> Result<(Session, ObjectHandle, ObjectHandle), Pkcs11KeyError> {
+    let session = open_session(uri, default_module)?;
+    let mut name = Vec::new();
+    if let Some(label) = &uri.object {
+        name.push(Attribute::Label(label.as_bytes().to_vec()));
+    }
+    if let Some(id) = &uri.id {
+        name.push(Attribute::Id(id.clone()));
+    }
+    if name.is_empty() {
+        return Err(Pkcs11KeyError::NoKeyName);
+    }
+    let mut public = vec![Attribute::Token(true), Attribute::Verify(true)];
+    public.extend(public_extra);
+    public.extend(name.iter().cloned());
+    let mut private = vec![
+        Attribute::Token(true),
+        Attribute::Private(true),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(false),
+        Attribute::Sign(true),
+    ];
+    private.extend(name);
+    let (public, key) = session.generate_key_pair(mechanism, &public, &private)?;
+    Ok((session, public, key))
+}
+
 impl Pkcs11Key {
     /// Opens the key the URI names (its private and its public key object).
     pub fn open(uri: &Pkcs11Uri, default_module: Option<&Path>) -> Result<Self, Pkcs11KeyError> {
@@ -165,33 +200,12 @@ impl Pkcs11Key {
         default_module: Option<&Path>,
         curve: Curve,
     ) -> Result<Self, Pkcs11KeyError> {
-        let session = open_session(uri, default_module)?;
-        let mut name = Vec::new();
-        if let Some(label) = &uri.object {
-            name.push(Attribute::Label(label.as_bytes().to_vec()));
-        }
-        if let Some(id) = &uri.id {
-            name.push(Attribute::Id(id.clone()));
-        }
-        if name.is_empty() {
-            return Err(Pkcs11KeyError::NoKeyName);
-        }
-        let mut public = vec![
-            Attribute::Token(true),
-            Attribute::Verify(true),
-            Attribute::EcParams(curve.oid_der().to_vec()),
-        ];
-        public.extend(name.iter().cloned());
-        let mut private = vec![
-            Attribute::Token(true),
-            Attribute::Private(true),
-            Attribute::Sensitive(true),
-            Attribute::Extractable(false),
-            Attribute::Sign(true),
-        ];
-        private.extend(name);
-        let (public, key) =
-            session.generate_key_pair(&Mechanism::EccKeyPairGen, &public, &private)?;
+        let (session, public, key) = generate_pair(
+            uri,
+            default_module,
+            &Mechanism::EccKeyPairGen,
+            vec![Attribute::EcParams(curve.oid_der().to_vec())],
+        )?;
         let (curve, point) = public_of(&session, public)?;
         Ok(Self {
             session,
@@ -264,34 +278,15 @@ impl Pkcs11RsaKey {
         default_module: Option<&Path>,
         bits: u64,
     ) -> Result<Self, Pkcs11KeyError> {
-        let session = open_session(uri, default_module)?;
-        let mut name = Vec::new();
-        if let Some(label) = &uri.object {
-            name.push(Attribute::Label(label.as_bytes().to_vec()));
-        }
-        if let Some(id) = &uri.id {
-            name.push(Attribute::Id(id.clone()));
-        }
-        if name.is_empty() {
-            return Err(Pkcs11KeyError::NoKeyName);
-        }
-        let mut public = vec![
-            Attribute::Token(true),
-            Attribute::Verify(true),
-            Attribute::ModulusBits(bits.into()),
-            Attribute::PublicExponent(vec![1, 0, 1]),
-        ];
-        public.extend(name.iter().cloned());
-        let mut private = vec![
-            Attribute::Token(true),
-            Attribute::Private(true),
-            Attribute::Sensitive(true),
-            Attribute::Extractable(false),
-            Attribute::Sign(true),
-        ];
-        private.extend(name);
-        let (public, key) =
-            session.generate_key_pair(&Mechanism::RsaPkcsKeyPairGen, &public, &private)?;
+        let (session, public, key) = generate_pair(
+            uri,
+            default_module,
+            &Mechanism::RsaPkcsKeyPairGen,
+            vec![
+                Attribute::ModulusBits(bits.into()),
+                Attribute::PublicExponent(vec![1, 0, 1]),
+            ],
+        )?;
         let (modulus, exponent) = rsa_public(&session, public)?;
         Ok(Self {
             session,
