@@ -107,20 +107,25 @@ pub fn text(o: &Output) -> String {
     )
 }
 
+/// One runtime for the test process: a database pool's connections belong to the runtime that
+/// opened them, so every query must run there.
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    })
+}
+
 pub fn db(url: &str) -> Db {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(Db::open(url, 2)).unwrap()
+    block(Db::open(url, 2)).unwrap()
 }
 
 pub fn block<T>(f: impl Future<Output = T>) -> T {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
+    runtime().block_on(f)
 }
 
 pub fn temp_dir(name: &str) -> PathBuf {
