@@ -64,6 +64,16 @@ impl DataDir {
         dir.join("kst.key")
     }
 
+    /// The master key of the data directory `dir` (`master.key`), created when missing.
+    pub fn master_key(dir: &Path) -> Result<MasterKey, SetupError> {
+        std::fs::create_dir_all(dir).map_err(|source| SetupError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let master = key_file(&dir.join("master.key"), &[("key", 32)])?;
+        Ok(MasterKey::new(master.get("key").unwrap_or_default())?)
+    }
+
     /// The default SQLite database in `dir`.
     pub fn default_db_url(dir: &Path) -> String {
         format!("sqlite://{}", dir.join("keyward.db").display())
@@ -105,9 +115,7 @@ impl DataDir {
                 path: kmc_path,
                 source,
             })?;
-        let master_path = dir.join("master.key");
-        let master = key_file(&master_path, &[("key", 32)])?;
-        let master = MasterKey::new(master.get("key").unwrap_or_default())?;
+        let master = Self::master_key(dir)?;
         let (x509, x509_root) = crate::x509_ca::open_or_create(&dir.join("x509"), &master, unlock)?;
         Ok(Self {
             x509,

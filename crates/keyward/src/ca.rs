@@ -11,9 +11,10 @@ pub enum CaCommand {
     /// Create (or show) the development CA set in a directory: srca.cvc, dica.cvc and the keys
     /// (dev-ca.json, mode 0600). Point KEYWARD_DEV_CA at the directory to use it.
     Init(InitArgs),
-    /// Create the X.509 root and issuing CA for provisioning with keys generated in PKCS#11
-    /// tokens (into a server data directory's `x509/`; without it the server keeps its own
-    /// P-256 keys sealed under its master key).
+    /// Create the X.509 root and issuing CA for provisioning in a server data directory's
+    /// `x509/`: keys generated in PKCS#11 tokens (--root-key/--issuing-key), or else in files
+    /// sealed under the data directory's master key. Without it, the server creates a P-256
+    /// pair on first start.
     InitX509(InitX509Args),
 }
 
@@ -23,11 +24,11 @@ pub struct InitX509Args {
     #[arg(long)]
     dir: PathBuf,
     /// The root's key: a pkcs11: URI (object= and/or id=; PIN as pin-value or pin-source).
-    #[arg(long)]
-    root_key: String,
+    #[arg(long, requires = "issuing_key")]
+    root_key: Option<String>,
     /// The issuing CA's key: a pkcs11: URI.
-    #[arg(long)]
-    issuing_key: String,
+    #[arg(long, requires = "root_key")]
+    issuing_key: Option<String>,
     /// PKCS#11 module for URIs without module-path.
     #[arg(long)]
     module: Option<PathBuf>,
@@ -137,23 +138,17 @@ fn production_set(a: &InitArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `ca init-x509`: X.509 CA keys generated in tokens.
+/// `ca init-x509`: X.509 CA keys generated in tokens or sealed in the data directory.
 fn init_x509(a: &InitX509Args) -> anyhow::Result<()> {
     use anyhow::{Context, bail};
     use keyward_ca::pkcs11_key::Pkcs11Key;
     use keyward_ca::pkcs11_uri::{Pkcs11Uri, without_pin};
-    use keyward_server::x509_ca::{TOKEN_CA, TokenCa, create};
-    enum Kind {
-        Ec(keyward_crypto::Curve),
-        Rsa(u64),
-    }
-    let kind = match a.curve.as_str() {
-        "p256" => Kind::Ec(keyward_crypto::Curve::Secp256r1),
-        "p384" => Kind::Ec(keyward_crypto::Curve::Secp384r1),
-        "rsa2048" => Kind::Rsa(2048),
-        "rsa3072" => Kind::Rsa(3072),
-        "rsa4096" => Kind::Rsa(4096),
-        other => bail!("key type {other:?}: p256, p384, rsa2048, rsa3072 or rsa4096"),
+    use keyward_server::x509_ca::{KeyType, TOKEN_CA, TokenCa, create, create_sealed};
+    let Some(kind) = KeyType::parse(&a.curve) else {
+        bail!(
+            "key type {:?}: p256, p384, rsa2048, rsa3072 or rsa4096",
+            a.curve
+        );
     };
     let description = a.dir.join(TOKEN_CA);
     if description.exists() || a.dir.join("issuing.key").exists() {
@@ -162,30 +157,48 @@ fn init_x509(a: &InitX509Args) -> anyhow::Result<()> {
             a.dir.display()
         );
     }
+    let (Some(root_key), Some(issuing_key)) = (&a.root_key, &a.issuing_key) else {
+        let data_dir = a
+            .dir
+            .parent()
+            .context("--dir must be a data directory's x509/")?;
+        let master = keyward_server::setup::DataDir::master_key(data_dir)?;
+        create_sealed(&a.dir, &master, kind)?;
+        println!(
+            "created X.509 root and issuing CA ({}) in {}; keys sealed under {}",
+            a.curve,
+            a.dir.display(),
+            data_dir.join("master.key").display()
+        );
+        return Ok(());
+    };
     let generate = |uri: &str| -> anyhow::Result<Box<dyn keyward_ca::x509::X509Key>> {
         let parsed = Pkcs11Uri::parse(uri).with_context(|| format!("key {uri}"))?;
         let what = || format!("generating {}", without_pin(uri));
         Ok(match kind {
-            Kind::Ec(curve) => Box::new(
+            KeyType::Ec(curve) => Box::new(
                 Pkcs11Key::generate(&parsed, a.module.as_deref(), curve).with_context(what)?,
             ),
-            Kind::Rsa(bits) => Box::new(
-                keyward_ca::pkcs11_key::Pkcs11RsaKey::generate(&parsed, a.module.as_deref(), bits)
-                    .with_context(what)?,
+            KeyType::Rsa(bits) => Box::new(
+                keyward_ca::pkcs11_key::Pkcs11RsaKey::generate(
+                    &parsed,
+                    a.module.as_deref(),
+                    u64::try_from(bits)?,
+                )
+                .with_context(what)?,
             ),
         })
     };
-    let issuing = create(&a.dir, generate(&a.root_key)?, generate(&a.issuing_key)?)?;
+    create(&a.dir, generate(root_key)?, generate(issuing_key)?)?;
     let toml = toml::to_string(&TokenCa {
-        key: without_pin(&a.issuing_key),
+        key: without_pin(issuing_key),
     })?;
     std::fs::write(&description, toml)?;
     println!(
         "created X.509 root and issuing CA ({}) in {}; issuing key {}",
         a.curve,
         a.dir.display(),
-        without_pin(&a.issuing_key)
+        without_pin(issuing_key)
     );
-    let _ = issuing;
     Ok(())
 }
