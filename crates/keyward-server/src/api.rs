@@ -338,9 +338,13 @@ async fn audit(
 struct ProfileView {
     name: String,
     key: String,
+    /// Every key type the policy allows, the default first.
+    keys: Vec<String>,
     usage: String,
     validity_days: u32,
     exportable: bool,
+    /// Request parameters the profile's subject and alternative names use.
+    parameters: Vec<String>,
 }
 
 async fn profiles(
@@ -354,9 +358,11 @@ async fn profiles(
             .map(|(name, pr)| ProfileView {
                 name: name.clone(),
                 key: pr.key.clone(),
+                keys: pr.allowed_keys().into_iter().map(str::to_string).collect(),
                 usage: format!("{:?}", pr.usage),
                 validity_days: pr.validity_days,
                 exportable: pr.exportable,
+                parameters: pr.parameters.clone(),
             })
             .collect(),
     ))

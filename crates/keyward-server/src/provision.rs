@@ -13,14 +13,14 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use keyward_ca::provisioning::{self, Device, ProvisionError};
-use keyward_ca::x509::{SubjectKey, X509Ca};
+use keyward_ca::x509::X509Ca;
 use keyward_crypto::{Curve, HashAlg};
-use keyward_cvc::{PublicKey, TrustStore};
+use keyward_cvc::TrustStore;
 use keyward_ram::server::{ScriptError, Service, Session};
 use keyward_sm::ChipAuthHost;
 
 use crate::db::{CertificateRow, Db, DeviceState};
-use crate::profile::Profile;
+use crate::profile::{PolicyError, Profile, attested_key};
 
 /// Notify id of the message naming the provisioned certificate (text `certificate:SERIAL key:KID`).
 pub const NOTIFY_CERTIFICATE: i64 = 2003;
@@ -60,8 +60,11 @@ pub enum Refusal {
     Opening(ProvisionError),
     #[error("certificate {0} is not an active certificate of this device: nothing to renew")]
     Renewal(String),
-    #[error("device {device}: the generated key does not match the profile {profile}")]
-    Policy { device: String, profile: String },
+    #[error("profile {profile}: {source}")]
+    Policy {
+        profile: String,
+        source: PolicyError,
+    },
 }
 
 fn now() -> i64 {
@@ -79,7 +82,30 @@ impl Provisioner {
         let Some(profile) = self.profiles.get(&name).cloned() else {
             return self.refused(None, Refusal::Profile(name)).await;
         };
-        let spec = profile.key_spec().ok_or("profile without a key type")?;
+        // The request is checked against the profile's policy before the device is touched.
+        let asked = session.param("key").map(str::to_string);
+        let checked = profile.key_for(asked.as_deref()).and_then(|spec| {
+            let params = profile.parameters(|n| session.param(n))?;
+            let owned: BTreeMap<String, String> = params
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            Ok((spec, owned))
+        });
+        let (spec, params) = match checked {
+            Ok(c) => c,
+            Err(source) => {
+                return self
+                    .refused(
+                        None,
+                        Refusal::Policy {
+                            profile: name,
+                            source,
+                        },
+                    )
+                    .await;
+            }
+        };
 
         // 1. Chain and chip authentication.
         let chip = ChipAuthHost::new(Curve::BrainpoolP256r1)?;
@@ -137,7 +163,7 @@ impl Provisioner {
 
         // 2. The key, generated under SM; its attestation verified before anything is issued.
         let kid = device.free_key_id().map_err(refuse)?;
-        let algorithms = profile.algorithms();
+        let algorithms = profile.algorithms(spec);
         let generate = device
             .generate(kid, spec, algorithms.as_deref(), profile.use_counter)
             .map_err(refuse)?;
@@ -146,31 +172,15 @@ impl Provisioner {
             Ok(k) => k,
             Err(e) => return self.refused(Some(&id), refuse(e)).await,
         };
-        let subject_key = match (&key.public_key, spec) {
-            (PublicKey::Ec { point, .. }, keyward_card::KeySpec::Ec(curve))
-                if point.len() == 1 + 2 * curve.field_len() =>
-            {
-                SubjectKey::Ec {
-                    curve,
-                    point: point.clone(),
-                }
-            }
-            (
-                PublicKey::Rsa {
-                    modulus, exponent, ..
-                },
-                keyward_card::KeySpec::Rsa(bits),
-            ) if modulus.len() * 8 == usize::from(bits) => SubjectKey::Rsa {
-                modulus: modulus.clone(),
-                exponent: exponent.clone(),
-            },
-            _ => {
+        let subject_key = match attested_key(&key.public_key, spec) {
+            Ok(k) => k,
+            Err(source) => {
                 return self
                     .refused(
                         Some(&id),
                         Refusal::Policy {
-                            device: id.clone(),
                             profile: name,
+                            source,
                         },
                     )
                     .await;
@@ -178,11 +188,16 @@ impl Provisioner {
         };
 
         // 3. The certificate: recorded as pending, stored on the element, then activated.
+        let params = params
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         let mut template = profile.template(
             &id,
+            spec,
+            &params,
             now(),
-            self.crl_url.as_deref(),
-            self.ocsp_url.as_deref(),
+            (self.crl_url.as_deref(), self.ocsp_url.as_deref()),
         );
         template.attestation = Some((id.clone(), HashAlg::Sha256.digest(&ar.raw)));
         let issued = {

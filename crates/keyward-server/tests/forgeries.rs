@@ -1,8 +1,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Forged provisionings against the real services on loopback: a device software that tampers
 //! with what the element answers (a flipped secure-messaging MAC, a replayed GENERAL
-//! AUTHENTICATE answer) and an element whose chain leads to a root this server does not trust.
-//! Each is refused with nothing issued and an audit event.
+//! AUTHENTICATE answer), an element whose chain leads to a root this server does not trust, and
+//! requests outside a profile's policy (a key type it does not allow, a missing or malformed
+//! request parameter). Each is refused with nothing issued and an audit event.
 
 use std::sync::Arc;
 
@@ -44,6 +45,27 @@ impl Card for Device {
     }
 }
 
+/// A profile that allows P-256 (default) and P-384 and names the device's site.
+fn site_profile() -> std::collections::BTreeMap<String, keyward_server::profile::Profile> {
+    #[derive(serde::Deserialize)]
+    struct Cfg {
+        profiles: std::collections::BTreeMap<String, keyward_server::profile::Profile>,
+    }
+    let cfg: Cfg = toml::from_str(
+        r#"
+        [profiles.site]
+        key = "ec-p256"
+        keys = ["ec-p384"]
+        usage = "eap-tls"
+        subject = "CN={device_id}, OU={site}, O=Acme"
+        alt_names = ["dns:{device_id}.{site}.acme.example"]
+        parameters = ["site"]
+        "#,
+    )
+    .unwrap();
+    cfg.profiles
+}
+
 struct Backend {
     url: String,
     db: Arc<keyward_server::db::Db>,
@@ -64,7 +86,7 @@ async fn backend(name: &str) -> Backend {
         },
         validity_days: 365,
         db_connections: 4,
-        profiles: Default::default(),
+        profiles: site_profile(),
         crl_url: None,
         ocsp_url: None,
         trust_cardcontact: false,
@@ -150,8 +172,12 @@ fn empty_set() -> ScpKeySet {
 }
 
 async fn refused(b: &Backend, d: &mut Device, expect: &str) {
+    refused_at(b, d, "profile=tls-client", expect).await;
+}
+
+async fn refused_at(b: &Backend, d: &mut Device, query: &str, expect: &str) {
     let before = b.db.certificates().await.unwrap().len();
-    let (r, _) = session(&format!("{}/provision?profile=tls-client", b.url), d).await;
+    let (r, _) = session(&format!("{}/provision?{query}", b.url), d).await;
     match r {
         Err(ClientError::ServerStopped { text, .. }) => {
             assert!(text.contains(expect), "{text}")
@@ -228,5 +254,54 @@ async fn forged_provisionings_are_refused() {
         rewrite: honest(),
     };
     refused(&b, &mut stranger, "not trusted").await;
+    let _ = std::fs::remove_dir_all(&b.dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_outside_a_profiles_policy_are_refused() {
+    let b = backend("policy").await;
+    let mut d = produced(&b).await;
+    for (query, expect) in [
+        (
+            "profile=tls-client&key=ec-p384",
+            "key type \"ec-p384\" is outside the profile's policy (allowed: ec-p256)",
+        ),
+        (
+            "profile=site&key=rsa-2048&site=berlin",
+            "key type \"rsa-2048\" is outside the profile's policy (allowed: ec-p256, ec-p384)",
+        ),
+        (
+            "profile=site&key=dsa-512&site=berlin",
+            "outside the profile's policy",
+        ),
+        ("profile=site", "request parameter \"site\" is missing"),
+        (
+            "profile=site&site=a%2CCN%3Devil",
+            "request parameter \"site\" is not",
+        ),
+    ] {
+        refused_at(&b, &mut d, query, expect).await;
+        verify(&mut d, None);
+    }
+
+    // Within the policy: the key type asked for, the subject and SAN from the parameter.
+    let (r, _) = session(
+        &format!("{}/provision?profile=site&key=ec-p384&site=berlin-3", b.url),
+        &mut d,
+    )
+    .await;
+    r.unwrap();
+    let certs = b.db.certificates().await.unwrap();
+    assert_eq!(certs.len(), 1);
+    let der = hex::decode(&certs[0].der).unwrap();
+    let id = certs[0].device_id.clone();
+    let has = |needle: &[u8]| der.windows(needle.len()).any(|w| w == needle);
+    assert!(has(b"berlin-3"), "OU from the request parameter");
+    assert!(has(format!("{id}.berlin-3.acme.example").as_bytes()));
+    // id-ecPublicKey with secp384r1 (1.3.132.0.34).
+    assert!(
+        has(&[0x06, 0x05, 0x2B, 0x81, 0x04, 0x00, 0x22]),
+        "a P-384 key"
+    );
     let _ = std::fs::remove_dir_all(&b.dir);
 }

@@ -400,7 +400,7 @@ pub fn run_provision(a: &ProvisionArgs) -> anyhow::Result<()> {
         },
     )?;
     let pool = Mutex::new(produced);
-    let url = crate::device::provision_url(&a.url, &a.profile);
+    let url = crate::device::provision_url(&a.url, &[("profile", a.profile.as_str())])?;
     let start = Instant::now();
     // Phase 2 (measured): provisioning; the PIN is verified locally first, as a device does.
     let results = on_workers(a.devices, a.concurrency, &url, |_, http, cfg, rt| {

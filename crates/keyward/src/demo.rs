@@ -179,7 +179,7 @@ fn run_in(dir: &Path) -> anyhow::Result<()> {
     let mut device_link = crate::device::Element(Box::new(hsm.into_channel()));
     let (certificate, summary) = crate::device::provision_over(
         &mut device_link,
-        &crate::device::provision_url(&provision_url, "tls-client"),
+        &crate::device::provision_url(&provision_url, &[("profile", "tls-client")])?,
         None,
         40,
     )?;

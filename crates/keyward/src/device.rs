@@ -43,6 +43,13 @@ pub struct ProvisionArgs {
     /// and certificate are stored).
     #[arg(long)]
     renew: Option<String>,
+    /// Key type to ask for, if the profile allows more than its default (e.g. ec-p384).
+    #[arg(long)]
+    key: Option<String>,
+    /// A request parameter the profile's subject or alternative names use (NAME=VALUE;
+    /// repeatable).
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    params: Vec<String>,
     /// PEM bundle of CAs to trust for https:// instead of the system's.
     #[arg(long)]
     ca_file: Option<PathBuf>,
@@ -262,10 +269,16 @@ fn own_pin(path: &std::path::Path) -> anyhow::Result<Zeroizing<String>> {
     Ok(pin)
 }
 
-/// The provisioning URL with the profile as query parameter.
-pub(crate) fn provision_url(url: &str, profile: &str) -> String {
-    let sep = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{sep}profile={profile}")
+/// The provisioning URL with the profile and further request parameters in its query.
+pub(crate) fn provision_url(url: &str, query: &[(&str, &str)]) -> anyhow::Result<String> {
+    let mut u = reqwest::Url::parse(url).with_context(|| format!("URL {url}"))?;
+    {
+        let mut pairs = u.query_pairs_mut();
+        for (k, v) in query {
+            pairs.append_pair(k, v);
+        }
+    }
+    Ok(u.into())
 }
 
 /// Relays a provisioning session for an element whose PIN is verified; returns the
@@ -302,10 +315,19 @@ fn provision(a: &ProvisionArgs) -> anyhow::Result<()> {
     hsm.verify_pin(pin.as_bytes())
         .context("local PIN verification")?;
     let mut card = Element(channel);
-    let mut url = provision_url(&a.url, &a.profile);
-    if let Some(old) = &a.renew {
-        url.push_str(&format!("&renew={old}"));
+    let mut query = vec![("profile", a.profile.as_str())];
+    query.extend(a.renew.as_deref().map(|old| ("renew", old)));
+    query.extend(a.key.as_deref().map(|k| ("key", k)));
+    for p in &a.params {
+        let (k, v) = p
+            .split_once('=')
+            .with_context(|| format!("--param {p}: NAME=VALUE"))?;
+        if matches!(k, "profile" | "renew" | "key") {
+            anyhow::bail!("--param {k}: reserved, use --{k}");
+        }
+        query.push((k, v));
     }
+    let url = provision_url(&a.url, &query)?;
     let (certificate, summary) = provision_over(&mut card, &url, a.ca_file.as_ref(), a.timeout)?;
     println!(
         "provisioned {certificate} (profile {}) in {} round trips ({} APDUs, {} bytes sent, {} received)",
