@@ -27,6 +27,9 @@ pub struct X509Args {
     /// OCSP clients at once.
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
+    /// Certificates recorded in the server's database before its responder is measured.
+    #[arg(long, default_value_t = 2000)]
+    recorded: usize,
 }
 
 fn now() -> i64 {
@@ -209,6 +212,7 @@ fn run_in(a: &X509Args, dir: &Path) -> anyhow::Result<()> {
     let server = rt.spawn(async move { axum::serve(listener, app).await });
     let ours = rt.block_on(load(&our_url, &request, a))?;
     server.abort();
+    let served = server_responder(&rt, dir, a)?;
 
     // OpenSSL's responder on the same CA, index and request.
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
@@ -258,7 +262,127 @@ fn run_in(a: &X509Args, dir: &Path) -> anyhow::Result<()> {
         a.concurrency,
         ours / peer
     );
+    println!(
+        "OCSP answers/s from keyward server's /ocsp (status looked up in SQLite among {} certificates): {served:.0} — {:.2}x openssl's responder",
+        a.recorded,
+        served / peer
+    );
     Ok(())
+}
+
+/// The server's own responder (`keyward_server::ocsp`): each answer looks the status up in
+/// its database (SQLite, `recorded` certificates) and is signed by its issuing CA.
+fn server_responder(rt: &tokio::runtime::Runtime, dir: &Path, a: &X509Args) -> anyhow::Result<f64> {
+    use keyward_server::db::CertificateRow;
+    let data = dir.join("server");
+    let (_, provisioner) = rt
+        .block_on(keyward_server::services(keyward_server::Settings {
+            data_dir: &data,
+            db_url: None,
+            unlock: keyward_ca::ca_set::Unlock::default(),
+            naming: keyward_server::produce::Naming {
+                country: "ZZ".into(),
+                mnemonic: "KWD".into(),
+            },
+            validity_days: 365,
+            db_connections: 8,
+            profiles: Default::default(),
+            crl_url: None,
+            ocsp_url: None,
+            trust_cardcontact: false,
+        }))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let t = now();
+    let key = EcKey::generate(Curve::Secp256r1)?;
+    let subject = SubjectKey::Ec {
+        curve: Curve::Secp256r1,
+        point: key.public_point().to_vec(),
+    };
+    let mut last = None;
+    for i in 0..a.recorded.max(1) {
+        let template = Template {
+            subject: Name::common_name(&format!("leaf {i}")),
+            not_before: t - 60,
+            not_after: t + 86_400,
+            key_usage: vec![KeyUsage::DigitalSignature],
+            extended_key_usage: Vec::new(),
+            alt_names: Vec::new(),
+            ca: None,
+            crl_url: None,
+            ocsp_url: None,
+            attestation: None,
+        };
+        let issued = provisioner
+            .ca
+            .lock()
+            .map_err(|_| anyhow::anyhow!("CA lock"))?
+            .issue(&template, &subject)?;
+        let serial = hex::encode_upper(&issued.serial);
+        rt.block_on(provisioner.db.record_pending_certificate(&CertificateRow {
+            serial: serial.clone(),
+            device_id: "ZZKWD00001".into(),
+            profile: "tls-client".into(),
+            key_ref: 1,
+            state: "pending".into(),
+            der: hex::encode(&issued.der),
+            attestation: String::new(),
+            not_before: template.not_before,
+            not_after: template.not_after,
+            created_at: 0,
+            revoked_at: None,
+            revocation_reason: None,
+        }))?;
+        rt.block_on(provisioner.db.activate_certificate(&serial, None))?;
+        last = Some(issued.der);
+    }
+    let leaf = last.context("no certificate")?;
+    std::fs::write(data.join("leaf.pem"), keyward_server::x509_ca::pem(&leaf))?;
+    openssl(
+        &[
+            "ocsp",
+            "-issuer",
+            "x509/issuing.pem",
+            "-cert",
+            "leaf.pem",
+            "-no_nonce",
+            "-reqout",
+            "req.der",
+        ],
+        &data,
+    )?;
+    let request = std::fs::read(data.join("req.der"))?;
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+    let url = format!(
+        "http://{}{}",
+        listener.local_addr()?,
+        keyward_server::ocsp::PATH
+    );
+    let app = keyward_server::ocsp::router(std::sync::Arc::new(provisioner));
+    let server = rt.spawn(async move { axum::serve(listener, app).await });
+    // One answer checked by OpenSSL first: signed by the issuing CA, and "good".
+    let checked = rt.block_on(async {
+        let r = reqwest::Client::new()
+            .post(&url)
+            .header("Content-Type", "application/ocsp-request")
+            .body(request.clone())
+            .send()
+            .await?;
+        std::fs::write(data.join("resp.der"), r.bytes().await?)?;
+        let o = Command::new("openssl")
+            .args(["ocsp", "-respin", "resp.der", "-issuer", "x509/issuing.pem"])
+            .args(["-cert", "leaf.pem", "-CAfile", "x509/root.pem"])
+            .current_dir(&data)
+            .output()?;
+        let text = String::from_utf8_lossy(&o.stdout);
+        ensure!(
+            text.contains("leaf.pem: good"),
+            "the server's answer: {text}"
+        );
+        Ok::<(), anyhow::Error>(())
+    });
+    let rate = checked.and_then(|()| rt.block_on(load(&url, &request, a)));
+    server.abort();
+    rate
 }
 
 /// The CA key as an SEC1 `EC PRIVATE KEY` PEM, for OpenSSL (a benchmark key only).
