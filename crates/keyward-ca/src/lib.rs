@@ -14,6 +14,7 @@ pub mod pkcs11_uri;
 pub mod production;
 pub mod provisioning;
 pub mod x509;
+pub mod x509_read;
 
 use keyward_card::{CardChannel, Hsm, HsmError, KeyOptions, KeySpec};
 use keyward_crypto::Curve;

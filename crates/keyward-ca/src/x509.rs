@@ -284,57 +284,12 @@ fn subject_and_spki(cert: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
     ))
 }
 
-/// Whether the DER certificate `cert` carries a valid ECDSA signature by the key of the DER
+/// Whether the DER certificate `cert` carries a valid signature by the key of the DER
 /// certificate `issuer`.
 pub fn verify_issued(cert: &[u8], issuer: &[u8]) -> Result<bool, CaError> {
-    let bad = || CaError::Malformed("certificate");
-    let outer = Tlv::parse_exact(cert).map_err(|_| bad())?;
-    let parts: Vec<Tlv<'_>> = outer.children().filter_map(Result::ok).collect();
-    let [tbs, alg, sig] = parts.as_slice() else {
-        return Err(bad());
-    };
-    let alg_oid = alg.children().next().and_then(Result::ok).ok_or_else(bad)?;
-    let (_, spki) = subject_and_spki(issuer).ok_or_else(bad)?;
-    let spki = Tlv::parse_exact(&spki).map_err(|_| bad())?;
-    let mut items = spki.children().filter_map(Result::ok);
-    let key_alg = items.next().ok_or_else(bad)?;
-    let bits = items.next().ok_or_else(bad)?;
-    // sha256WithRSAEncryption
-    if alg_oid.value == [0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x01, 0x0B] {
-        let rsa = Tlv::parse_exact(bits.value.get(1..).ok_or_else(bad)?).map_err(|_| bad())?;
-        let parts: Vec<Tlv<'_>> = rsa.children().filter_map(Result::ok).collect();
-        let [n, e] = parts.as_slice() else {
-            return Err(bad());
-        };
-        let key = keyward_crypto::RsaPublicKey::new(n.value, e.value).map_err(|_| bad())?;
-        return Ok(key.verify(
-            keyward_crypto::RsaScheme::Pkcs1(HashAlg::Sha256),
-            &HashAlg::Sha256.digest(tbs.raw),
-            sig.value.get(1..).ok_or_else(bad)?,
-        ));
-    }
-    let hash = match alg_oid.value {
-        [.., 0x04, 0x03, 0x02] => HashAlg::Sha256,
-        [.., 0x04, 0x03, 0x03] => HashAlg::Sha384,
-        [.., 0x04, 0x03, 0x04] => HashAlg::Sha512,
-        _ => return Ok(false),
-    };
-    let curve_oid = key_alg
-        .children()
-        .filter_map(Result::ok)
-        .nth(1)
-        .ok_or_else(bad)?;
-    let curve = Curve::from_oid_der(curve_oid.raw).ok_or_else(bad)?;
-    let point = bits.value.get(1..).ok_or_else(bad)?;
-    let der_sig = sig.value.get(1..).ok_or_else(bad)?;
-    let plain =
-        keyward_crypto::der_signature_to_plain(der_sig, curve.field_len()).map_err(|_| bad())?;
-    Ok(keyward_crypto::ecdsa_verify_prehash(
-        curve,
-        point,
-        &hash.digest(tbs.raw),
-        &plain,
-    ))
+    let cert = crate::x509_read::Certificate::parse(cert)?;
+    let issuer = crate::x509_read::Certificate::parse(issuer)?;
+    cert.signed_by(&issuer)
 }
 
 impl X509Ca {
