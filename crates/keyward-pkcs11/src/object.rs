@@ -130,12 +130,20 @@ impl Object {
         self.bool(CKA_PRIVATE)
     }
 
-    /// Whether every attribute of the template has exactly this value here.
+    /// Whether every attribute of the template has exactly this value here. The device's
+    /// card-verifiable certificates (vendor certificate type) match only a search that selects
+    /// them by type, label or id: applications that enumerate certificates expect X.509 and
+    /// some give up on the first certificate they cannot decode (libp11 0.4.12 does).
     pub fn matches(&self, template: &Template) -> bool {
-        template
-            .0
-            .iter()
-            .all(|(t, v)| self.attrs.get(t).is_some_and(|ours| ours == v))
+        let vendor = self.ulong(CKA_CERTIFICATE_TYPE) == Some(CKC_KEYWARD_CVC);
+        let selects = |t: &CK_ATTRIBUTE_TYPE| {
+            matches!(*t, CKA_CERTIFICATE_TYPE | CKA_LABEL | CKA_ID)
+        };
+        (!vendor || template.0.iter().any(|(t, _)| selects(t)))
+            && template
+                .0
+                .iter()
+                .all(|(t, v)| self.attrs.get(t).is_some_and(|ours| ours == v))
     }
 
     /// Common attributes of storage objects.

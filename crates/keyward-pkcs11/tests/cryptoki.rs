@@ -226,12 +226,31 @@ fn ec_keys_every_curve(f: &Fixture) {
     let s = user_session(&f.ctx, f.main);
     let mut trust = TrustStore::new();
     trust.add_root(f.ca.srca.clone()).unwrap();
-    // The device chain as CVC certificate objects, validated like a back end would.
+    // The device chain as CVC certificate objects, validated like a back end would. A search
+    // for every certificate shows X.509 only; the CVCs are found by their labels.
     let all_certs = s
         .find_objects(&[Attribute::Class(ObjectClass::CERTIFICATE)])
         .unwrap();
-    let mut chain = Vec::new();
     for h in &all_certs {
+        let v = s.get_attributes(*h, &[AttributeType::Value]).unwrap();
+        assert!(
+            !matches!(v.first(), Some(Attribute::Value(v)) if v.starts_with(&[0x7F, 0x21])),
+            "a class-only search lists no card-verifiable certificate"
+        );
+    }
+    let mut device_certs = Vec::new();
+    for label in ["Device certificate", "Device issuer CA certificate"] {
+        device_certs.extend(
+            s.find_objects(&[
+                Attribute::Class(ObjectClass::CERTIFICATE),
+                Attribute::Label(label.as_bytes().to_vec()),
+            ])
+            .unwrap(),
+        );
+    }
+    assert_eq!(device_certs.len(), 2);
+    let mut chain = Vec::new();
+    for h in &device_certs {
         // cryptoki has no name for the vendor certificate type; read it as raw bytes.
         let ty = s.get_attributes(*h, &[AttributeType::Value]).unwrap();
         let Some(Attribute::Value(v)) = ty.first() else {
