@@ -161,6 +161,17 @@ pub fn civil(unix: i64) -> (i64, u32, u32, u32, u32, u32) {
     )
 }
 
+/// An EC private key as SEC1 `ECPrivateKey` DER (RFC 5915), for TLS libraries and OpenSSL.
+/// The result holds the secret: the caller keeps it in `Zeroizing`.
+pub fn ec_private_key(key: &keyward_crypto::EcKey) -> Vec<u8> {
+    seq(&[
+        &small_int(1),
+        &octets(key.private_bytes()),
+        &explicit(0, key.curve().oid_der()),
+        &explicit(1, &bits(key.public_point())),
+    ])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

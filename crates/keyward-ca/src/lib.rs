@@ -9,6 +9,7 @@ pub mod ca_set;
 pub mod der;
 pub mod encrypted_key;
 pub mod ocsp;
+pub mod pem;
 pub mod pkcs11_key;
 pub mod pkcs11_uri;
 pub mod production;

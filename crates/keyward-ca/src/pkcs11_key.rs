@@ -31,6 +31,8 @@ pub enum Pkcs11KeyError {
     Pin(std::io::Error),
     #[error("the URI names no key: give object= (label) or id=")]
     NoKeyName,
+    #[error("the certificate object has no value")]
+    Certificate,
 }
 
 impl From<Pkcs11KeyError> for CaError {
@@ -336,4 +338,21 @@ pub fn open_x509(
     }
     drop(session);
     Ok(Box::new(Pkcs11Key::open(uri, default_module)?))
+}
+
+/// The certificate object the URI names (by `object=` and/or `id=`), DER.
+pub fn read_certificate(
+    uri: &Pkcs11Uri,
+    default_module: Option<&Path>,
+) -> Result<Vec<u8>, Pkcs11KeyError> {
+    let session = open_session(uri, default_module)?;
+    let cert = one(&session, &key_template(uri, ObjectClass::CERTIFICATE)?)?;
+    session
+        .get_attributes(cert, &[AttributeType::Value])?
+        .into_iter()
+        .find_map(|a| match a {
+            Attribute::Value(v) if !v.is_empty() => Some(v),
+            _ => None,
+        })
+        .ok_or(Pkcs11KeyError::Certificate)
 }

@@ -136,9 +136,8 @@ impl Object {
     /// some give up on the first certificate they cannot decode (libp11 0.4.12 does).
     pub fn matches(&self, template: &Template) -> bool {
         let vendor = self.ulong(CKA_CERTIFICATE_TYPE) == Some(CKC_KEYWARD_CVC);
-        let selects = |t: &CK_ATTRIBUTE_TYPE| {
-            matches!(*t, CKA_CERTIFICATE_TYPE | CKA_LABEL | CKA_ID)
-        };
+        let selects =
+            |t: &CK_ATTRIBUTE_TYPE| matches!(*t, CKA_CERTIFICATE_TYPE | CKA_LABEL | CKA_ID);
         (!vendor || template.0.iter().any(|(t, _)| selects(t)))
             && template
                 .0

@@ -5,7 +5,6 @@
 
 use std::path::Path;
 
-use base64::Engine as _;
 use keyward_ca::SoftwareKey;
 use keyward_ca::x509::{Name, NameAttr, RsaSoftwareKey, X509Ca, X509Key};
 use keyward_crypto::{Curve, EcKey, RsaKey};
@@ -16,14 +15,7 @@ use crate::setup::SetupError;
 
 /// PEM of a DER certificate.
 pub fn pem(der: &[u8]) -> String {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        out.push_str(&String::from_utf8_lossy(line));
-        out.push('\n');
-    }
-    out.push_str("-----END CERTIFICATE-----\n");
-    out
+    keyward_ca::pem::certificate(der)
 }
 
 fn now() -> i64 {

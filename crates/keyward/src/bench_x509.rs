@@ -387,24 +387,8 @@ fn server_responder(rt: &tokio::runtime::Runtime, dir: &Path, a: &X509Args) -> a
 
 /// The CA key as an SEC1 `EC PRIVATE KEY` PEM, for OpenSSL (a benchmark key only).
 fn sec1_pem(key: &EcKey) -> String {
-    use base64::Engine as _;
-    use keyward_ca::der;
-    let sec1 = der::seq(&[
-        &der::small_int(1),
-        &der::octets(key.private_bytes()),
-        &der::explicit(0, key.curve().oid_der()),
-        &der::explicit(1, &der::bits(key.public_point())),
-    ]);
-    let b64 = base64::engine::general_purpose::STANDARD.encode(sec1);
-    let lines: Vec<&str> = b64
-        .as_bytes()
-        .chunks(64)
-        .map(|c| std::str::from_utf8(c).unwrap_or_default())
-        .collect();
-    format!(
-        "-----BEGIN EC PRIVATE KEY-----\n{}\n-----END EC PRIVATE KEY-----\n",
-        lines.join("\n")
-    )
+    let sec1 = zeroize::Zeroizing::new(keyward_ca::der::ec_private_key(key));
+    keyward_ca::pem::encode("EC PRIVATE KEY", &sec1)
 }
 
 /// OCSP requests per second against `url` from `a.concurrency` clients for `a.seconds`.
