@@ -10,6 +10,7 @@ pub mod der;
 pub mod encrypted_key;
 pub mod ocsp;
 pub mod pem;
+pub mod pin_envelope;
 pub mod pkcs11_key;
 pub mod pkcs11_uri;
 pub mod production;

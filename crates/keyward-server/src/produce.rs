@@ -25,9 +25,12 @@ use zeroize::Zeroizing;
 use crate::db::{Db, DeviceRow, Reservation, SealedPins};
 use crate::seal::MasterKey;
 
-/// Notify id of the message that carries the transport PIN (text `transport-pin:DIGITS`).
+/// Notify id of the message that carries the transport PIN, sealed to the device's `pin_key`
+/// (text `transport-pin-sealed:HEX`, see `keyward_ca::pin_envelope`).
 pub const NOTIFY_TRANSPORT_PIN: i64 = 2001;
-pub const TRANSPORT_PIN_PREFIX: &str = "transport-pin:";
+pub const TRANSPORT_PIN_PREFIX: &str = "transport-pin-sealed:";
+/// The production URL's parameter with the device's one-session P-256 key (hex).
+pub const PIN_KEY_PARAM: &str = "pin_key";
 /// Notify id of the message naming the produced device (text `device-id:CHR`).
 pub const NOTIFY_DEVICE_ID: i64 = 2002;
 pub const DEVICE_ID_PREFIX: &str = "device-id:";
@@ -74,6 +77,10 @@ pub enum Refusal {
         serial: String,
         source: ProductionError,
     },
+    #[error(
+        "no valid pin_key parameter: the transport PIN is only sent sealed to a key of the device's"
+    )]
+    PinKey,
 }
 
 fn random_digits(n: usize) -> Result<Zeroizing<Vec<u8>>, ScriptError> {
@@ -100,6 +107,13 @@ impl Producer {
     }
 
     async fn produce(&self, session: &mut Session) -> Result<(), ScriptError> {
+        // Checked first: without it the transport PIN could not be delivered.
+        if !session
+            .param(PIN_KEY_PARAM)
+            .is_some_and(|k| keyward_ca::pin_envelope::check_key(k).is_ok())
+        {
+            return self.refused(Refusal::PinKey).await;
+        }
         let hc: [u8; 8] = keyward_crypto::random(8)?
             .as_slice()
             .try_into()
@@ -212,7 +226,7 @@ impl Producer {
         let finish = ch
             .finish(&c_devaut, &card_keys, &chip)
             .map_err(|e| self.refuse(&serial, e))?;
-        self.deliver_pin(session, &row, &transport);
+        self.deliver_pin(session, &row, &transport)?;
         let r = session.transmit(finish.apdus().to_vec()).await?;
         ch.check_finish(&finish, &r, Some(&card_keys), &point, chip)
             .map_err(|e| self.refuse(&serial, e))?;
@@ -248,7 +262,7 @@ impl Producer {
         let transport = self.transport_pin(&row)?;
         let chip = ChipAuthHost::new(DEVICE_CURVE)?;
         let batch = ch.resume(ea, &chip).map_err(|e| self.refuse(serial, e))?;
-        self.deliver_pin(session, &row, &transport);
+        self.deliver_pin(session, &row, &transport)?;
         let r = session.transmit(batch.apdus().to_vec()).await?;
         ch.check_finish(&batch, &r, None, &point, chip)
             .map_err(|e| self.refuse(serial, e))?;
@@ -265,18 +279,23 @@ impl Producer {
 
     /// The transport PIN and the device id travel with the last batch; the device uses them
     /// only once the session ends successfully.
-    fn deliver_pin(&self, session: &mut Session, row: &DeviceRow, transport: &[u8]) {
+    fn deliver_pin(
+        &self,
+        session: &mut Session,
+        row: &DeviceRow,
+        transport: &[u8],
+    ) -> Result<(), ScriptError> {
+        let pin_key = session.param(PIN_KEY_PARAM).ok_or("pin_key")?;
+        let sealed = keyward_ca::pin_envelope::seal(pin_key, transport, &row.device_id)?;
         session.notify(
             NOTIFY_DEVICE_ID,
             format!("{DEVICE_ID_PREFIX}{}", row.device_id),
         );
         session.notify(
             NOTIFY_TRANSPORT_PIN,
-            format!(
-                "{TRANSPORT_PIN_PREFIX}{}",
-                String::from_utf8_lossy(transport)
-            ),
+            format!("{TRANSPORT_PIN_PREFIX}{sealed}"),
         );
+        Ok(())
     }
 
     async fn complete(&self, row: &DeviceRow) -> Result<(), ScriptError> {
@@ -308,5 +327,55 @@ impl Service for ProductionService {
         session: &'a mut Session,
     ) -> Pin<Box<dyn Future<Output = Result<(), ScriptError>> + Send + 'a>> {
         Box::pin(self.0.produce(session))
+    }
+}
+
+/// The device's half of the production protocol's notifications: it brings the one-session
+/// PIN key (`pin_key` on the URL), collects the device id and the sealed transport PIN, and
+/// opens the PIN once the session has ended successfully.
+pub struct PinReceiver {
+    recipient: keyward_ca::pin_envelope::Recipient,
+    device_id: Option<String>,
+    sealed: Option<String>,
+}
+
+impl PinReceiver {
+    pub fn new() -> Result<Self, keyward_ca::pin_envelope::EnvelopeError> {
+        Ok(Self {
+            recipient: keyward_ca::pin_envelope::Recipient::new()?,
+            device_id: None,
+            sealed: None,
+        })
+    }
+
+    /// The production URL with this receiver's `pin_key`.
+    pub fn url(&self, base: &str) -> String {
+        let sep = if base.contains('?') { '&' } else { '?' };
+        format!("{base}{sep}{PIN_KEY_PARAM}={}", self.recipient.public_hex())
+    }
+
+    /// Takes a notification meant for it (`true`), or leaves it to the caller (`false`).
+    pub fn notice(&mut self, n: &keyward_ram::client::Notification) -> bool {
+        match n.id {
+            NOTIFY_DEVICE_ID => {
+                self.device_id = n.text.strip_prefix(DEVICE_ID_PREFIX).map(str::to_string);
+                true
+            }
+            NOTIFY_TRANSPORT_PIN => {
+                self.sealed = n
+                    .text
+                    .strip_prefix(TRANSPORT_PIN_PREFIX)
+                    .map(str::to_string);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The device id and the opened transport PIN, if the session delivered both.
+    pub fn finish(self) -> Option<(String, Zeroizing<String>)> {
+        let (id, sealed) = (self.device_id?, self.sealed?);
+        let pin = self.recipient.open(&sealed, &id).ok()?;
+        Some((id, Zeroizing::new(String::from_utf8(pin.to_vec()).ok()?)))
     }
 }

@@ -12,9 +12,7 @@ use keyward_ram::client::{self, Card, ClientConfig, ClientError, Notification};
 use keyward_ram::server::{Engine, EngineConfig};
 use keyward_se::state::{ScpKeySet, SecretBytes, State};
 use keyward_se::{Applet, MemoryStore};
-use keyward_server::produce::{
-    NOTIFY_TRANSPORT_PIN, Naming, ProductionService, TRANSPORT_PIN_PREFIX,
-};
+use keyward_server::produce::{Naming, PinReceiver, ProductionService};
 use keyward_server::provision::ProvisioningService;
 use keyward_server::{Settings, services};
 
@@ -122,8 +120,8 @@ fn honest() -> Rewrite {
     Box::new(|_, r| r)
 }
 
-/// A blank element produced by the backend, its PIN replaced and verified.
-async fn produced(b: &Backend) -> Device {
+/// A blank element holding the backend's KST.
+fn blank(b: &Backend) -> Device {
     let k = || SecretBytes::new(b.kst.clone());
     let set = ScpKeySet {
         enc: k(),
@@ -132,18 +130,24 @@ async fn produced(b: &Backend) -> Device {
     };
     let mut serial = [0u8; 10];
     serial.copy_from_slice(&keyward_crypto::random(10).unwrap());
-    let mut d = Device {
+    Device {
         applet: Applet::new(State::blank(set, 0xFF, serial), MemoryStore),
         rewrite: honest(),
-    };
-    let (r, notes) = session(&format!("{}/produce", b.url), &mut d).await;
+    }
+}
+
+/// A blank element produced by the backend, its PIN replaced and verified.
+async fn produced(b: &Backend) -> Device {
+    let mut d = blank(b);
+    let mut receiver = PinReceiver::new().unwrap();
+    let (r, notes) = session(&receiver.url(&format!("{}/produce", b.url)), &mut d).await;
     r.unwrap();
-    let transport = notes
-        .iter()
-        .find(|n| n.id == NOTIFY_TRANSPORT_PIN)
-        .and_then(|n| n.text.strip_prefix(TRANSPORT_PIN_PREFIX))
-        .unwrap()
-        .to_string();
+    // The PIN travelled sealed: not in any notification's text.
+    for n in &notes {
+        receiver.notice(n);
+    }
+    let (_, transport) = receiver.finish().unwrap();
+    assert!(notes.iter().all(|n| !n.text.contains(transport.as_str())));
     verify(&mut d, Some(transport.as_bytes()));
     d
 }
@@ -303,5 +307,27 @@ async fn requests_outside_a_profiles_policy_are_refused() {
         has(&[0x06, 0x05, 0x2B, 0x81, 0x04, 0x00, 0x22]),
         "a P-384 key"
     );
+    let _ = std::fs::remove_dir_all(&b.dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn production_without_a_pin_key_is_refused_before_the_element_is_touched() {
+    let b = backend("pinkey").await;
+    for query in ["", "?pin_key=04", "?pin_key=zz"] {
+        let mut d = blank(&b);
+        let (r, notes) = session(&format!("{}/produce{query}", b.url), &mut d).await;
+        match r {
+            Err(ClientError::ServerStopped { text, .. }) => {
+                assert!(text.contains("pin_key"), "{text}")
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        assert!(
+            notes
+                .iter()
+                .all(|n| n.id != keyward_server::produce::NOTIFY_TRANSPORT_PIN)
+        );
+        assert!(b.db.devices().await.unwrap().is_empty(), "nothing reserved");
+    }
     let _ = std::fs::remove_dir_all(&b.dir);
 }

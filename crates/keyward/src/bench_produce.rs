@@ -154,7 +154,7 @@ fn with_link<R>(
 }
 
 /// One production attempt; gives the element back with the session's outcome and the
-/// transport PIN it announced.
+/// transport PIN it delivered (sealed to this attempt's PIN key, opened here).
 fn attempt(
     element: Element0,
     link: &str,
@@ -164,21 +164,20 @@ fn attempt(
 ) -> anyhow::Result<(
     Element0,
     Result<client::Summary, ClientError>,
-    Option<String>,
+    Option<zeroize::Zeroizing<String>>,
 )> {
-    let mut transport = None;
+    let mut receiver = keyward_server::produce::PinReceiver::new()?;
+    let cfg = ClientConfig {
+        url: receiver.url(&cfg.url),
+        ..cfg.clone()
+    };
     let mut on_notify = |n: &Notification| {
-        if n.id == keyward_server::produce::NOTIFY_TRANSPORT_PIN {
-            transport = n
-                .text
-                .strip_prefix(keyward_server::produce::TRANSPORT_PIN_PREFIX)
-                .map(str::to_string);
-        }
+        receiver.notice(n);
     };
     let (e, r) = with_link(element, link, |card| {
-        rt.block_on(client::connect(http, cfg, card, &mut on_notify))
+        rt.block_on(client::connect(http, &cfg, card, &mut on_notify))
     })?;
-    Ok((e, r, transport))
+    Ok((e, r, receiver.finish().map(|(_, pin)| pin)))
 }
 
 fn new_element(kst: &Path, dir: Option<&Path>) -> anyhow::Result<Element0> {

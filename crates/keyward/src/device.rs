@@ -144,7 +144,8 @@ fn connect(a: &ConnectArgs) -> anyhow::Result<()> {
         let redacted;
         let n = if n.id == keyward_server::produce::NOTIFY_TRANSPORT_PIN {
             redacted = Notification {
-                text: "transport PIN received (not shown; `keyward device produce` uses it)".into(),
+                text: "sealed transport PIN received (`keyward device produce` opens and uses it)"
+                    .into(),
                 ..n.clone()
             };
             &redacted
@@ -205,27 +206,19 @@ fn produce_session(
     ca_file: Option<&PathBuf>,
     timeout: u64,
 ) -> anyhow::Result<(String, Zeroizing<String>, client::Summary)> {
-    use keyward_server::produce::{
-        DEVICE_ID_PREFIX, NOTIFY_DEVICE_ID, NOTIFY_TRANSPORT_PIN, TRANSPORT_PIN_PREFIX,
-    };
-    let mut device_id = None;
-    let mut transport: Option<Zeroizing<String>> = None;
-    let mut on_notify = |n: &Notification| match n.id {
-        NOTIFY_TRANSPORT_PIN => {
-            transport = n
-                .text
-                .strip_prefix(TRANSPORT_PIN_PREFIX)
-                .map(|p| Zeroizing::new(p.to_string()));
+    // The transport PIN comes sealed to a key of this session's; it never crosses the network
+    // in the clear.
+    let mut receiver = keyward_server::produce::PinReceiver::new()?;
+    let url = receiver.url(url);
+    let mut on_notify = |n: &Notification| {
+        if !receiver.notice(n) {
+            eprintln!("[{}] {}", n.id, n.text);
         }
-        NOTIFY_DEVICE_ID => {
-            device_id = n.text.strip_prefix(DEVICE_ID_PREFIX).map(str::to_string);
-        }
-        _ => eprintln!("[{}] {}", n.id, n.text),
     };
-    let summary = relay(card, url, ca_file, timeout, &mut on_notify)?;
-    let (Some(device_id), Some(transport)) = (device_id, transport) else {
-        bail!("the service ended without producing the element");
-    };
+    let summary = relay(card, &url, ca_file, timeout, &mut on_notify)?;
+    let (device_id, transport) = receiver
+        .finish()
+        .context("the service ended without producing the element (or its PIN did not open)")?;
     Ok((device_id, transport, summary))
 }
 
