@@ -10,6 +10,7 @@
 
 pub mod client;
 pub mod codec;
+pub mod guard;
 pub mod server;
 pub mod tlv;
 

@@ -88,13 +88,41 @@ impl Service for Failing {
     }
 }
 
+/// An impostor back end: after a harmless SELECT it asks the element, in plain, to sign with
+/// key 1 and to change the PIN; it reports the status words it got.
+struct Impostor;
+
+impl Service for Impostor {
+    fn run<'a>(
+        &'a self,
+        session: &'a mut Session,
+    ) -> Pin<Box<dyn Future<Output = Result<(), ScriptError>> + Send + 'a>> {
+        Box::pin(async move {
+            let r = session
+                .transmit(vec![
+                    SELECT.to_vec(),
+                    vec![0x80, 0x68, 0x01, 0x73, 0x04, 1, 2, 3, 4, 0x00],
+                    vec![0x00, 0x24, 0x00, 0x81, 0x04, 1, 2, 3, 4],
+                ])
+                .await?;
+            let sws: Vec<String> = r
+                .iter()
+                .map(|a| hex::encode_upper(&a[a.len().saturating_sub(2)..]))
+                .collect();
+            session.notify(1, sws.join(" "));
+            Ok(())
+        })
+    }
+}
+
 async fn start(cfg: EngineConfig) -> (Arc<Engine>, String) {
     let engine = Arc::new(
         Engine::new(cfg)
             .service("diag", Diag)
             .service("ten", Batches(10))
             .service("long", Batches(1000))
-            .service("fail", Failing),
+            .service("fail", Failing)
+            .service("impostor", Impostor),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -470,4 +498,39 @@ async fn a_lost_session_is_restarted_by_the_device() {
     let (r, _) = run_session(&url, &mut card).await;
     assert_eq!(r.unwrap().round_trips, 3);
     assert_eq!(posts.load(Ordering::SeqCst), 3);
+}
+
+/// Counts the commands that reach the element.
+struct Counting<'a>(&'a mut Element, Vec<Vec<u8>>);
+
+impl Card for Counting<'_> {
+    fn atr(&mut self) -> Vec<u8> {
+        self.0.atr()
+    }
+    fn transmit(&mut self, apdu: &[u8]) -> Result<Vec<u8>, String> {
+        self.1.push(apdu.to_vec());
+        self.0.transmit(apdu)
+    }
+    fn reset(&mut self) -> Result<Vec<u8>, String> {
+        self.0.reset()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_device_firewall_keeps_plain_key_use_from_the_element() {
+    let (_, base) = start(EngineConfig::default()).await;
+    let mut element = elements(1).pop().unwrap();
+    let mut seen = Counting(&mut element, Vec::new());
+    let mut guarded =
+        keyward_ram::guard::Guarded::new(&mut seen, keyward_ram::guard::BACK_END_SERVICES);
+    let (r, notes) = run_session(&format!("{base}/rt/impostor"), &mut guarded).await;
+    r.unwrap();
+    let refused = guarded.refused.clone();
+    assert_eq!(
+        refused,
+        [[0x80, 0x68, 0x01, 0x73], [0x00, 0x24, 0x00, 0x81]],
+        "SIGN and CHANGE REFERENCE DATA refused on the device"
+    );
+    assert_eq!(notes[0].text, "9000 6982 6982");
+    assert_eq!(seen.1.len(), 1, "only SELECT reached the element");
 }

@@ -163,7 +163,16 @@ fn connect(a: &ConnectArgs) -> anyhow::Result<()> {
         }
     };
     let mut card = Element(channel);
-    let summary = relay(&mut card, &a.url, a.ca_file.as_ref(), a.timeout, &mut show)?;
+    // A generic relay: any service's plain commands pass (production and provisioning use
+    // `keyward device produce|provision`, which relay through the device's firewall).
+    let summary = relay(
+        &mut card,
+        &a.url,
+        a.ca_file.as_ref(),
+        a.timeout,
+        &mut show,
+        None,
+    )?;
     println!(
         "session complete: {} round trips, {} APDUs, {} bytes sent, {} bytes received",
         summary.round_trips, summary.apdus, summary.bytes_sent, summary.bytes_received
@@ -172,12 +181,15 @@ fn connect(a: &ConnectArgs) -> anyhow::Result<()> {
 }
 
 /// Relays a service's batches to the element until the service is done.
+/// Relays a session between `url` and the element; with `rules`, plain commands other than
+/// those are refused on the device (`keyward_ram::guard`).
 fn relay(
     card: &mut Element,
     url: &str,
     ca_file: Option<&PathBuf>,
     timeout: u64,
     on_notify: &mut (dyn FnMut(&Notification) + Send),
+    rules: Option<&[keyward_ram::guard::PlainRule]>,
 ) -> anyhow::Result<client::Summary> {
     let cfg = ClientConfig {
         timeout: Duration::from_secs(timeout),
@@ -188,8 +200,26 @@ fn relay(
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    rt.block_on(client::connect(&http, &cfg, card, on_notify))
-        .with_context(|| format!("session with {url}"))
+    let Some(rules) = rules else {
+        return rt
+            .block_on(client::connect(&http, &cfg, card, on_notify))
+            .with_context(|| format!("session with {url}"));
+    };
+    let mut guarded = keyward_ram::guard::Guarded::new(card, rules);
+    let result = rt.block_on(client::connect(&http, &cfg, &mut guarded, on_notify));
+    let refused: Vec<String> = guarded.refused.iter().map(hex::encode_upper).collect();
+    match result {
+        Ok(summary) if refused.is_empty() => Ok(summary),
+        Ok(_) => bail!(
+            "the back end sent plain commands the device refuses ({}): not trusted",
+            refused.join(", ")
+        ),
+        Err(e) if !refused.is_empty() => Err(anyhow::anyhow!(e)).context(format!(
+            "session with {url}; the device refused plain commands {}",
+            refused.join(", ")
+        )),
+        Err(e) => Err(anyhow::anyhow!(e)).context(format!("session with {url}")),
+    }
 }
 
 /// Relays a production session; returns the device id, the transport PIN and the summary.
@@ -215,7 +245,14 @@ fn produce_session(
             eprintln!("[{}] {}", n.id, n.text);
         }
     };
-    let summary = relay(card, &url, ca_file, timeout, &mut on_notify)?;
+    let summary = relay(
+        card,
+        &url,
+        ca_file,
+        timeout,
+        &mut on_notify,
+        Some(keyward_ram::guard::BACK_END_SERVICES),
+    )?;
     let (device_id, transport) = receiver
         .finish()
         .context("the service ended without producing the element (or its PIN did not open)")?;
@@ -290,7 +327,14 @@ pub(crate) fn provision_over(
             eprintln!("[{}] {}", n.id, n.text);
         }
     };
-    let summary = relay(card, url, ca_file, timeout, &mut on_notify)?;
+    let summary = relay(
+        card,
+        url,
+        ca_file,
+        timeout,
+        &mut on_notify,
+        Some(keyward_ram::guard::BACK_END_SERVICES),
+    )?;
     let certificate =
         certificate.context("the service ended without provisioning a certificate")?;
     Ok((certificate, summary))
