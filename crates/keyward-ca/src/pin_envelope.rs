@@ -42,11 +42,7 @@ impl Recipient {
 
     /// The public key as the URL parameter carries it (hex).
     pub fn public_hex(&self) -> String {
-        self.0
-            .public_point()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        hex::encode(self.0.public_point())
     }
 
     /// Opens a sealed PIN for `device_id`.
@@ -79,13 +75,7 @@ impl Recipient {
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 || !s.is_ascii() {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
+    hex::decode(s).ok()
 }
 
 /// The server's side: `pin` sealed for the device key `recipient_hex`, bound to `device_id`.
@@ -108,11 +98,9 @@ pub fn seal(recipient_hex: &str, pin: &[u8], device_id: &str) -> Result<String, 
             },
         )
         .map_err(|_| EnvelopeError::Random)?;
-    Ok([ephemeral.public_point(), &nonce_bytes[..], &ct]
-        .concat()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    Ok(hex::encode(
+        [ephemeral.public_point(), &nonce_bytes[..], &ct].concat(),
+    ))
 }
 
 /// Checks a device's PIN key before production starts.
@@ -134,7 +122,7 @@ mod tests {
     fn only_the_recipient_opens_it_for_that_device() {
         let r = Recipient::new().unwrap();
         let sealed = seal(&r.public_hex(), b"57392018", "ZZKWD00001").unwrap();
-        assert!(!sealed.contains(&hex_of(b"57392018")));
+        assert!(!sealed.contains(&hex::encode(b"57392018")));
         assert_eq!(&r.open(&sealed, "ZZKWD00001").unwrap()[..], b"57392018");
         assert_eq!(r.open(&sealed, "ZZKWD00002"), Err(EnvelopeError::Open));
         let other = Recipient::new().unwrap();
@@ -151,10 +139,6 @@ mod tests {
             assert_eq!(check_key(bad), Err(EnvelopeError::BadKey), "{bad}");
             assert!(seal(bad, b"1", "x").is_err());
         }
-    }
-
-    fn hex_of(b: &[u8]) -> String {
-        b.iter().map(|x| format!("{x:02x}")).collect()
     }
 
     proptest! {
