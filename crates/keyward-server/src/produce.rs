@@ -108,9 +108,9 @@ impl Producer {
 
     async fn produce(&self, session: &mut Session) -> Result<(), ScriptError> {
         // Checked first: without it the transport PIN could not be delivered.
-        if !session
+        if session
             .param(PIN_KEY_PARAM)
-            .is_some_and(|k| keyward_ca::pin_envelope::check_key(k).is_ok())
+            .is_none_or(|k| keyward_ca::pin_envelope::check_key(k).is_err())
         {
             return self.refused(Refusal::PinKey).await;
         }
