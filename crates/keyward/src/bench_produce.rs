@@ -153,6 +153,13 @@ fn with_link<R>(
     }
 }
 
+/// An attempt's element, outcome and transport PIN.
+type Attempt = (
+    Element0,
+    Result<client::Summary, ClientError>,
+    Option<zeroize::Zeroizing<String>>,
+);
+
 /// One production attempt; gives the element back with the session's outcome and the
 /// transport PIN it delivered (sealed to this attempt's PIN key, opened here).
 fn attempt(
@@ -161,11 +168,7 @@ fn attempt(
     http: &reqwest::Client,
     cfg: &ClientConfig,
     rt: &tokio::runtime::Runtime,
-) -> anyhow::Result<(
-    Element0,
-    Result<client::Summary, ClientError>,
-    Option<zeroize::Zeroizing<String>>,
-)> {
+) -> anyhow::Result<Attempt> {
     let mut receiver = keyward_server::produce::PinReceiver::new()?;
     let cfg = ClientConfig {
         url: receiver.url(&cfg.url),
