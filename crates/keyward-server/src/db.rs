@@ -454,6 +454,48 @@ impl Db {
         }))
     }
 
+    /// Registers a device produced elsewhere (its chain leads to an external root, e.g. a
+    /// genuine SmartCard-HSM) on its first provisioning: recorded as produced, with its chain,
+    /// without PINs (this server never held them). Registering it again changes nothing.
+    pub async fn register_external_device(
+        &self,
+        device_id: &str,
+        root: &str,
+        chain_hex: &str,
+    ) -> Result<(), DbError> {
+        let _w = self.writer().await;
+        let mut tx = self.pool.begin().await?;
+        let known: Option<i64> = sqlx::query_scalar("SELECT seq FROM devices WHERE device_id = $1")
+            .bind(device_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if known.is_some() {
+            return Ok(());
+        }
+        let seq = Self::next(&mut tx, "device").await?;
+        let at = now();
+        sqlx::query(
+            "INSERT INTO devices (seq, device_id, serial, state, chain, so_pin, created_at, produced_at) VALUES ($1, $2, $3, $4, $5, '', $6, $6)",
+        )
+        .bind(seq)
+        .bind(device_id)
+        .bind(format!("external:{device_id}"))
+        .bind(DeviceState::Produced.as_str())
+        .bind(chain_hex)
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+        Self::audit(
+            &mut tx,
+            "device.registered",
+            Some(device_id),
+            &format!("produced elsewhere: chain to {root}"),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Records the issued EF.C_DevAut before it goes to the element.
     pub async fn set_chain(&self, seq: i64, chain_hex: &str) -> Result<(), DbError> {
         let _w = self.writer().await;

@@ -36,8 +36,9 @@ pub struct Settings<'a> {
     pub profiles: BTreeMap<String, Profile>,
     pub crl_url: Option<String>,
     pub ocsp_url: Option<String>,
-    /// Also provision genuine SmartCard-HSMs (chains to CardContact's DESRCACC100001).
-    pub trust_cardcontact: bool,
+    /// Roots of devices this server provisions without having produced them: CardContact's
+    /// DESRCACC100001 for genuine SmartCard-HSMs, another production line's root.
+    pub external_roots: Vec<keyward_cvc::Certificate>,
 }
 
 /// Opens the data directory and the database and builds the production and provisioning
@@ -57,18 +58,15 @@ pub async fn services(
     );
     let mut trust = keyward_cvc::TrustStore::new();
     trust.add_root(dd.root.clone())?;
-    let external_root = if s.trust_cardcontact {
-        let srca = keyward_cvc::Certificate::parse(keyward_cvc::CARDCONTACT_SRCA)?;
-        let chr = String::from_utf8_lossy(&srca.body.chr).into_owned();
-        trust.add_root(srca)?;
-        Some(chr)
-    } else {
-        None
-    };
+    let mut external_roots = Vec::new();
+    for root in s.external_roots {
+        external_roots.push(String::from_utf8_lossy(&root.body.chr).into_owned());
+        trust.add_root(root)?;
+    }
     let provisioner = Provisioner {
         db: db.clone(),
         trust,
-        external_root,
+        external_roots,
         ca: Mutex::new(dd.x509),
         profiles: profile::profiles(&s.profiles)?,
         crl_url: s.crl_url,

@@ -35,9 +35,9 @@ pub struct Provisioner {
     pub crl_url: Option<String>,
     /// Where relying parties find the OCSP responder (Authority Information Access).
     pub ocsp_url: Option<String>,
-    /// A further trusted root (CardContact's) whose devices were not produced here but may be
-    /// provisioned: genuine SmartCard-HSMs.
-    pub external_root: Option<String>,
+    /// Further trusted roots (CHRs: CardContact's, another production line's) whose devices
+    /// were not produced here but are provisioned: registered on their first provisioning.
+    pub external_roots: Vec<String>,
 }
 
 /// Why a provisioning was refused.
@@ -60,11 +60,26 @@ pub enum Refusal {
     Opening(ProvisionError),
     #[error("certificate {0} is not an active certificate of this device: nothing to renew")]
     Renewal(String),
+    #[error("device {0} presents another device key than the one certified at its production")]
+    ChainChanged(String),
     #[error("profile {profile}: {source}")]
     Policy {
         profile: String,
         source: PolicyError,
     },
+}
+
+/// Whether the recorded EF.C_DevAut (hex) certifies the public point the device presented.
+fn same_device_key(recorded_hex: Option<&str>, presented: &[u8]) -> bool {
+    let Some(chain) = recorded_hex.and_then(|h| hex::decode(h).ok()) else {
+        return false;
+    };
+    keyward_cvc::Certificate::parse_chain(&chain)
+        .ok()
+        .and_then(|c| c.into_iter().next())
+        .is_some_and(|device| {
+            matches!(&device.body.public_key, keyward_cvc::PublicKey::Ec { point, .. } if point == presented)
+        })
 }
 
 fn now() -> i64 {
@@ -123,6 +138,15 @@ impl Provisioner {
         };
         let id = device.identity.device_id.clone();
         match self.db.device_by_id(&id).await? {
+            None if self.external_roots.contains(&device.identity.root) => {
+                self.db
+                    .register_external_device(
+                        &id,
+                        &device.identity.root,
+                        &hex::encode(&device.c_devaut),
+                    )
+                    .await?;
+            }
             None => {
                 return self
                     .refused(Some(&id), Refusal::UnknownDevice(id.clone()))
@@ -131,6 +155,13 @@ impl Provisioner {
             Some(d) if d.state != DeviceState::Produced => {
                 return self
                     .refused(Some(&id), Refusal::NotProduced(id.clone()))
+                    .await;
+            }
+            // The device key must be the one certified at production: whoever holds a DICA key
+            // cannot present a new certificate for an existing device id.
+            Some(d) if !same_device_key(d.chain.as_deref(), &device.identity.public_point) => {
+                return self
+                    .refused(Some(&id), Refusal::ChainChanged(id.clone()))
                     .await;
             }
             Some(_) => {}

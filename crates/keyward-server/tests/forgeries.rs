@@ -72,6 +72,10 @@ struct Backend {
 }
 
 async fn backend(name: &str) -> Backend {
+    backend_with(name, Vec::new()).await
+}
+
+async fn backend_with(name: &str, external_roots: Vec<keyward_cvc::Certificate>) -> Backend {
     let dir = std::env::temp_dir().join(format!("keyward-forge-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let (producer, provisioner) = services(Settings {
@@ -87,7 +91,7 @@ async fn backend(name: &str) -> Backend {
         profiles: site_profile(),
         crl_url: None,
         ocsp_url: None,
-        trust_cardcontact: false,
+        external_roots,
     })
     .await
     .unwrap();
@@ -238,7 +242,15 @@ async fn forged_provisionings_are_refused() {
     refused(&b, &mut d, "MAC does not verify").await;
 
     // An element whose chain leads to another root (a development element, not produced here).
-    let dev = keyward_se::dev_pki::DevCa::open_or_create(&b.dir.join("other-ca")).unwrap();
+    let mut stranger = foreign_element(&b.dir.join("other-ca"));
+    refused(&b, &mut stranger, "not trusted").await;
+    let _ = std::fs::remove_dir_all(&b.dir);
+}
+
+/// An initialized element of another production line (a development CA in `ca_dir`), its PIN
+/// verified.
+fn foreign_element(ca_dir: &std::path::Path) -> Device {
+    let dev = keyward_se::dev_pki::DevCa::open_or_create(ca_dir).unwrap();
     let mut hsm = Hsm::new(InProcess(Applet::new(
         dev.new_element().unwrap(),
         MemoryStore,
@@ -253,12 +265,42 @@ async fn forged_provisionings_are_refused() {
     })
     .unwrap();
     hsm.verify_pin(PIN).unwrap();
-    let mut stranger = Device {
+    Device {
         applet: hsm.into_channel().0,
         rewrite: honest(),
-    };
-    refused(&b, &mut stranger, "not trusted").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_of_an_external_root_are_registered_and_provisioned() {
+    // Another production line's root, trusted by configuration (as CardContact's is for
+    // genuine SmartCard-HSMs).
+    let ca_dir = std::env::temp_dir().join(format!("keyward-forge-extca-{}", std::process::id()));
+    let other = keyward_se::dev_pki::DevCa::open_or_create(&ca_dir).unwrap();
+    let b = backend_with("external", vec![other.srca.clone()]).await;
+    let mut d = foreign_element(&ca_dir);
+    let url = format!("{}/provision?profile=tls-client", b.url);
+    let (r, _) = session(&url, &mut d).await;
+    r.unwrap();
+    let devices = b.db.devices().await.unwrap();
+    assert_eq!(devices.len(), 1);
+    assert!(devices[0].serial.starts_with("external:"));
+    assert!(devices[0].chain.is_some());
+    let audit = b.db.audit_events().await.unwrap();
+    assert!(audit.iter().any(|e| {
+        e.event == "device.registered"
+            && e.detail
+                .contains(&String::from_utf8_lossy(&other.srca.body.chr).to_string())
+    }));
+    // A second provisioning finds it registered; both certificates are active.
+    verify(&mut d, None);
+    let (r, _) = session(&url, &mut d).await;
+    r.unwrap();
+    assert_eq!(b.db.devices().await.unwrap().len(), 1);
+    let certs = b.db.certificates().await.unwrap();
+    assert_eq!(certs.iter().filter(|c| c.state == "active").count(), 2);
     let _ = std::fs::remove_dir_all(&b.dir);
+    let _ = std::fs::remove_dir_all(&ca_dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -289,7 +289,7 @@ fn server_responder(rt: &tokio::runtime::Runtime, dir: &Path, a: &X509Args) -> a
             profiles: Default::default(),
             crl_url: None,
             ocsp_url: None,
-            trust_cardcontact: false,
+            external_roots: Vec::new(),
         }))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let t = now();

@@ -121,7 +121,7 @@ fn run_in(dir: &Path) -> anyhow::Result<()> {
             profiles: Default::default(),
             crl_url: None,
             ocsp_url: None,
-            trust_cardcontact: false,
+            external_roots: Vec::new(),
         }))
         .map_err(|e| anyhow::anyhow!(e))?;
     let db = producer.db.clone();

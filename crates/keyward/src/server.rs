@@ -74,12 +74,35 @@ struct FileConfig {
     /// Also provision genuine SmartCard-HSMs (device chains to CardContact's DESRCACC100001).
     #[serde(default)]
     trust_cardcontact: bool,
+    /// Further CVC roots (files) whose devices this server provisions without having produced
+    /// them (e.g. another production line's).
+    #[serde(default)]
+    external_roots: Vec<PathBuf>,
     /// Certificate profiles (`[profiles.NAME]`), beside the built-in ones.
     #[serde(default)]
     profiles: BTreeMap<String, Profile>,
 }
 
 /// A secret from the first line of a file.
+/// CardContact's root (`trust_cardcontact`) and the configured root files.
+fn external_roots(file: &FileConfig) -> anyhow::Result<Vec<keyward_cvc::Certificate>> {
+    use anyhow::Context as _;
+    let mut roots = Vec::new();
+    if file.trust_cardcontact {
+        roots.push(keyward_cvc::Certificate::parse(
+            keyward_cvc::CARDCONTACT_SRCA,
+        )?);
+    }
+    for path in &file.external_roots {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        roots.push(
+            keyward_cvc::Certificate::parse(&bytes)
+                .with_context(|| format!("{}: not a CV certificate", path.display()))?,
+        );
+    }
+    Ok(roots)
+}
+
 fn secret_line(path: Option<&PathBuf>) -> anyhow::Result<Option<zeroize::Zeroizing<String>>> {
     let Some(path) = path else { return Ok(None) };
     let text = zeroize::Zeroizing::new(
@@ -100,6 +123,7 @@ pub fn run(a: &ServerArgs) -> anyhow::Result<()> {
         .with_context(|| format!("configuration {}", p.display()))?,
         None => FileConfig::default(),
     };
+    let external = external_roots(&file)?;
     let listen = a
         .listen
         .clone()
@@ -153,7 +177,7 @@ pub fn run(a: &ServerArgs) -> anyhow::Result<()> {
             validity_days: validity,
             db_connections: connections,
             profiles: file_profiles,
-            trust_cardcontact: file.trust_cardcontact,
+            external_roots: external,
             crl_url: Some(
                 file.crl_url
                     .clone()
