@@ -49,13 +49,18 @@ pub struct Pkcs11Key {
     point: Vec<u8>,
 }
 
-fn open_session(uri: &Pkcs11Uri, default_module: Option<&Path>) -> Result<Session, Pkcs11KeyError> {
-    let module = uri
-        .module_path
-        .as_deref()
-        .map(Path::new)
-        .or(default_module)
-        .ok_or(Pkcs11KeyError::NoModule)?;
+/// One initialized context per module and process. PKCS#11 wants one C_Initialize per
+/// process, and a context dropped without C_Finalize unloads the module with whatever it holds
+/// (an open element's lock, say): so contexts are kept, not reloaded.
+fn context(module: &Path) -> Result<Pkcs11, Pkcs11KeyError> {
+    static CONTEXTS: std::sync::Mutex<Vec<(std::path::PathBuf, Pkcs11)>> =
+        std::sync::Mutex::new(Vec::new());
+    let mut contexts = CONTEXTS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, ctx)) = contexts.iter().find(|(p, _)| p == module) {
+        return Ok(ctx.clone());
+    }
     let ctx = Pkcs11::new(module)?;
     match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
         Ok(())
@@ -65,6 +70,18 @@ fn open_session(uri: &Pkcs11Uri, default_module: Option<&Path>) -> Result<Sessio
         )) => {}
         Err(e) => return Err(e.into()),
     }
+    contexts.push((module.to_path_buf(), ctx.clone()));
+    Ok(ctx)
+}
+
+fn open_session(uri: &Pkcs11Uri, default_module: Option<&Path>) -> Result<Session, Pkcs11KeyError> {
+    let module = uri
+        .module_path
+        .as_deref()
+        .map(Path::new)
+        .or(default_module)
+        .ok_or(Pkcs11KeyError::NoModule)?;
+    let ctx = context(module)?;
     let mut chosen = None;
     for slot in ctx.get_slots_with_token()? {
         if uri.slot_id.is_some_and(|id| id != slot.id()) {

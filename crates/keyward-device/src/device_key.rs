@@ -93,8 +93,8 @@ impl DeviceKey {
             uri: keyward_ca::pkcs11_uri::without_pin(uri),
             source,
         };
-        let key = keyward_ca::pkcs11_key::open_x509(&parsed, module).map_err(token)?;
         let leaf = keyward_ca::pkcs11_key::read_certificate(&parsed, module).map_err(token)?;
+        let key = keyward_ca::pkcs11_key::open_x509(&parsed, module).map_err(token)?;
         let mut chain = vec![leaf];
         chain.extend(issuers);
         Self::new(key, chain)

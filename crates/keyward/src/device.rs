@@ -23,6 +23,14 @@ pub enum DeviceCommand {
     /// the element generates the key under end-to-end secure messaging and stores the
     /// certificate. The PIN (from --pin-file) is verified locally first.
     Provision(ProvisionArgs),
+    /// TLS client authentication with a key in the element (through PKCS#11): GET a URL from a
+    /// server that requires client certificates and print its answer.
+    Tls(crate::device_apps::TlsArgs),
+    /// Sign collected data in the element: COSE_Sign1 or detached CMS.
+    Sign(crate::device_apps::SignArgs),
+    /// Keep the device's certificates valid: renew each before it expires, through the
+    /// provisioning service, retrying with jittered backoff while the back end is unreachable.
+    Run(crate::renewal::RunArgs),
 }
 
 #[derive(Args)]
@@ -119,6 +127,16 @@ pub fn run(cmd: DeviceCommand) -> anyhow::Result<()> {
         DeviceCommand::Connect(a) => connect(&a),
         DeviceCommand::Produce(a) => produce(&a),
         DeviceCommand::Provision(a) => provision(&a),
+        DeviceCommand::Tls(a) => {
+            print!("{}", crate::device_apps::tls(&a)?);
+            Ok(())
+        }
+        DeviceCommand::Sign(a) => {
+            let n = crate::device_apps::sign(&a)?;
+            println!("signed in the element: {n} bytes");
+            Ok(())
+        }
+        DeviceCommand::Run(a) => crate::renewal::run(&a),
     }
 }
 

@@ -11,6 +11,8 @@ mod ca;
 mod card;
 mod demo;
 mod device;
+mod device_apps;
+mod renewal;
 mod se;
 mod server;
 mod token;
@@ -55,6 +57,8 @@ enum Command {
     /// REST API tokens.
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// Verify a device's signature (COSE_Sign1 or detached CMS) against a root.
+    Verify(device_apps::VerifyArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -77,6 +81,9 @@ fn main() -> std::process::ExitCode {
         Command::Demo(args) => demo::run(args),
         Command::Audit(cmd) => audit::run(cmd),
         Command::Token(cmd) => token::run(cmd),
+        Command::Verify(a) => device_apps::verify(&a).map(|path| {
+            println!("signature verified: {}", path.join(" <- "));
+        }),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
