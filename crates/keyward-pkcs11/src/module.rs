@@ -291,7 +291,19 @@ impl Module {
                 }
                 present
             }
-            None => lock(&slot.token).present(),
+            None => {
+                let present = lock(&slot.token).present();
+                self.release_if_idle(slot);
+                present
+            }
+        }
+    }
+
+    /// Without sessions the module holds no link to the element: another process (another
+    /// application, `keyward device run`, wpa_supplicant) may use it meanwhile.
+    fn release_if_idle(&self, slot: &Slot) {
+        if self.count_sessions(slot.id).0 == 0 {
+            lock(&slot.token).disconnect();
         }
     }
 
@@ -412,6 +424,7 @@ impl Module {
         t.session_objects.retain(|(owner, _)| *owner != h);
         if last {
             t.logout()?;
+            t.disconnect();
         }
         Ok(())
     }
