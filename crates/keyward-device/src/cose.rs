@@ -86,7 +86,8 @@ pub fn sign1(key: &DeviceKey, payload: &[u8], detached: bool) -> Result<Vec<u8>,
 }
 
 /// Verifies a COSE_Sign1 message (tagged or not): its signer's chain to `trust` at `now` and
-/// its signature over the payload (`detached` supplies it when the message carries none).
+/// its signature over the payload (`detached` supplies it when the message carries none, and
+/// must equal it when the message carries one).
 pub fn verify1(
     message: &[u8],
     detached: Option<&[u8]>,
@@ -128,6 +129,10 @@ pub fn verify1(
     };
     let (leaf, carried) = chain.split_first().ok_or(VerifyError::NoCertificate)?;
     let payload = match (&payload, detached) {
+        // Data given beside a message that carries its own must be that data.
+        (Value::Bytes(p), Some(d)) if p.as_slice() != d => {
+            return Err(VerifyError::PayloadMismatch);
+        }
         (Value::Bytes(p), _) => p.clone(),
         (Value::Null, Some(d)) => d.to_vec(),
         (Value::Null, None) => return Err(bad("detached payload not supplied")),

@@ -24,6 +24,8 @@ pub enum VerifyError {
     BadSignature,
     #[error("the data's digest does not match the signed digest (data altered)")]
     DigestMismatch,
+    #[error("the data differs from the payload the message carries (data altered)")]
+    PayloadMismatch,
     #[error("no signer certificate in the message")]
     NoCertificate,
     #[error("signer's chain: {0}")]

@@ -96,6 +96,8 @@ pub enum ClientError {
     ServerAbort,
     #[error("invalid URL (HTTP 404)")]
     InvalidUrl,
+    #[error("the card: {0}")]
+    Card(String),
     #[error("the server lost the session (HTTP 410) and restarting did not help")]
     SessionLost,
     #[error("unexpected HTTP status {0}")]
@@ -238,7 +240,10 @@ pub async fn connect(
                 restarts += 1;
                 processed = 0;
                 tracing::warn!("server lost the session; starting a new one");
-                body = Initiation::new(card.atr()).encode()?;
+                // A new session begins as the first did: from a freshly reset card (whose
+                // `reset` restores what the device prepared, e.g. a verified PIN).
+                let atr = card.reset().map_err(ClientError::Card)?;
+                body = Initiation::new(atr).encode()?;
             }
             410 => return Err(ClientError::SessionLost),
             other => return Err(ClientError::HttpStatus(other)),

@@ -70,7 +70,7 @@ pub enum Refusal {
 }
 
 /// Whether the recorded EF.C_DevAut (hex) certifies the public point the device presented.
-fn same_device_key(recorded_hex: Option<&str>, presented: &[u8]) -> bool {
+pub fn same_device_key(recorded_hex: Option<&str>, presented: &[u8]) -> bool {
     let Some(chain) = recorded_hex.and_then(|h| hex::decode(h).ok()) else {
         return false;
     };

@@ -2,7 +2,9 @@
 //! elements (behind an NXP T=1 link over a socket pair, or in-process) are produced through
 //! `/rt/produce`, C at a time; prints devices/s, latency percentiles, HTTP round trips and
 //! bytes per device. With `--retry-for` a device whose production failed (the server was
-//! restarted) tries again until it is produced.
+//! restarted) tries again until it is produced. `keyward bench provision` produces N devices
+//! that way, then provisions them (measured); with `--retry-for` a device whose session failed
+//! (its replica went away) starts a fresh one, and the retries are counted in the output.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -325,10 +327,14 @@ pub struct ProvisionArgs {
     /// Certificate profile.
     #[arg(long, default_value = "tls-client")]
     profile: String,
+    /// Retry a device whose production or provisioning session failed (a replica went away)
+    /// with a fresh session, as a device would, for up to this many seconds per device.
+    #[arg(long, default_value_t = 0)]
+    retry_for: u64,
 }
 
-/// A produced device: its element and its own PIN.
-type Produced = (Element0, Vec<u8>);
+/// A produced device: its element, its own PIN and the production attempts that failed.
+type Produced = (Element0, Vec<u8>, u32);
 
 /// Runs `work` for `n` items on `workers` threads, each with its own HTTP client and runtime.
 fn on_workers<T: Send>(
@@ -371,68 +377,238 @@ fn on_workers<T: Send>(
     out.into_inner().map_err(|_| anyhow::anyhow!("results"))
 }
 
+/// Phase 1 for one device: a blank element produced (retried until `deadline` when a session
+/// fails), then its transport PIN replaced by a PIN of its own.
+fn produce_for_provisioning(
+    a: &ProvisionArgs,
+    deadline: Instant,
+    http: &reqwest::Client,
+    cfg: &ClientConfig,
+    rt: &tokio::runtime::Runtime,
+) -> anyhow::Result<Produced> {
+    let mut element = new_element(&a.kst, None)?;
+    // Every attempt that reached the last batch delivered the same transport PIN (the server
+    // keeps it with the element's record).
+    let mut transport = None;
+    let mut retries = 0u32;
+    loop {
+        let (back, result, pin) = attempt(element, &a.link, http, cfg, rt)?;
+        element = back;
+        if pin.is_some() {
+            transport = pin;
+        }
+        match result {
+            Ok(_) => break,
+            // An earlier attempt completed on the server after its last batch had reached the
+            // element (with the transport PIN); only its answer got lost.
+            Err(ClientError::ServerStopped { text, .. })
+                if retries > 0 && transport.is_some() && text.contains("produced already") =>
+            {
+                break;
+            }
+            Err(e) if Instant::now() < deadline => {
+                tracing::info!(error = %e, "production failed; retrying with a new session");
+                retries += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => {
+                return Err(
+                    anyhow::Error::new(e).context(format!("production (after {retries} retries)"))
+                );
+            }
+        }
+    }
+    let transport = transport.context("no transport PIN")?;
+    let pin: Vec<u8> = keyward_crypto::random(8)?
+        .iter()
+        .map(|b| b'0' + b % 10)
+        .collect();
+    let (element, changed) = with_link(element, &a.link, |card| -> anyhow::Result<()> {
+        let mut hsm = keyward_card::Hsm::new(&mut card.0);
+        hsm.select()?;
+        hsm.change_pin(transport.as_bytes(), &pin)?;
+        Ok(())
+    })?;
+    changed?;
+    Ok((element, pin, retries))
+}
+
+/// How one device's provisioning ended.
+enum Provisioned {
+    Done {
+        /// The successful attempt alone.
+        latency: Duration,
+        /// From the first attempt's start to the end of the successful one.
+        total: Duration,
+        summary: client::Summary,
+        retries: u32,
+    },
+    Failed {
+        error: String,
+        retries: u32,
+    },
+}
+
+/// Phase 2 for one device: provisioning, retried with a fresh session (the element powered up
+/// again, its PIN verified, a new initiation) until `deadline` when a session fails.
+///
+/// A failed attempt that got as far as the certificate's announcement (it travels with the
+/// batch that stores the certificate) leaves the device unsure whether the server recorded the
+/// certificate as active. The next attempt therefore renews that certificate: if it is active,
+/// the new one supersedes it; if it is only pending, the server refuses the renewal ("nothing
+/// to renew") and the attempt after goes back to the previous candidate, or to a plain
+/// provisioning, which revokes the pending one. Either way the device ends with exactly one
+/// active certificate for the profile.
+fn provision_one(
+    a: &ProvisionArgs,
+    url: &str,
+    (mut element, pin): (Element0, Vec<u8>),
+    deadline: Instant,
+    http: &reqwest::Client,
+    cfg: &ClientConfig,
+    rt: &tokio::runtime::Runtime,
+) -> anyhow::Result<Provisioned> {
+    let first = Instant::now();
+    let mut retries = 0u32;
+    // Serials announced by failed attempts, newest last: certificates that may be active.
+    let mut maybe_active: Vec<String> = Vec::new();
+    loop {
+        let renew = maybe_active.last().cloned();
+        let attempt_url = match &renew {
+            Some(serial) => crate::device::provision_url(url, &[("renew", serial.as_str())])?,
+            None => url.to_string(),
+        };
+        // No restart inside the session after a 410: the restarted script's plain opening
+        // APDUs end the element's earlier secure-messaging channel and the PIN verification
+        // with it, so its GENERATE would fail (6982). A lost session is retried here instead,
+        // with the element powered up again and its PIN verified.
+        let cfg = ClientConfig {
+            url: attempt_url,
+            max_restarts: 0,
+            ..cfg.clone()
+        };
+        let mut announced = None;
+        let mut on_notify = |n: &Notification| {
+            if n.id == keyward_server::provision::NOTIFY_CERTIFICATE {
+                announced = n
+                    .text
+                    .strip_prefix("certificate:")
+                    .and_then(|t| t.split_whitespace().next())
+                    .map(str::to_string);
+            }
+        };
+        let t0 = Instant::now();
+        // Outer error: the element itself (not retried: a PIN must not be tried again blindly).
+        let (back, r) = with_link(element, &a.link, |card| -> anyhow::Result<_> {
+            let mut hsm = keyward_card::Hsm::new(&mut card.0);
+            hsm.select()?;
+            hsm.verify_pin(&pin)?;
+            Ok(rt.block_on(client::connect(http, &cfg, card, &mut on_notify)))
+        })?;
+        element = back;
+        let error = match r {
+            Ok(Ok(summary)) => {
+                return Ok(Provisioned::Done {
+                    latency: t0.elapsed(),
+                    total: first.elapsed(),
+                    summary,
+                    retries,
+                });
+            }
+            Ok(Err(e)) => e,
+            Err(e) => {
+                return Ok(Provisioned::Failed {
+                    error: format!("element: {e:#}"),
+                    retries,
+                });
+            }
+        };
+        if let Some(serial) = announced {
+            maybe_active.push(serial);
+        } else if let (Some(old), ClientError::ServerStopped { text, .. }) = (&renew, &error)
+            && text.contains("nothing to renew")
+        {
+            // Not active: it was pending, and the next plain provisioning revokes it.
+            tracing::info!(serial = %old, "the certificate to renew is not active");
+            maybe_active.pop();
+        }
+        if Instant::now() >= deadline {
+            return Ok(Provisioned::Failed {
+                error: format!("{error} (after {retries} retries)"),
+                retries,
+            });
+        }
+        tracing::info!(%error, "provisioning failed; retrying with a new session");
+        retries += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 pub fn run_provision(a: &ProvisionArgs) -> anyhow::Result<()> {
     let base = a.url.split('?').next().unwrap_or_default();
     let produce_url = match base.strip_suffix("/provision") {
         Some(prefix) => format!("{prefix}/produce"),
         None => bail!("the URL must end in /rt/provision"),
     };
+    let retry_for = Duration::from_secs(a.retry_for);
     // Phase 1 (not measured): produce the devices; each replaces its transport PIN.
     let produced: Vec<Produced> = on_workers(
         a.devices,
         a.concurrency,
         &produce_url,
-        |_, http, cfg, rt| {
-            let element = new_element(&a.kst, None)?;
-            let (element, result, transport) = attempt(element, &a.link, http, cfg, rt)?;
-            result.with_context(|| "production")?;
-            let transport = transport.context("no transport PIN")?;
-            let pin: Vec<u8> = keyward_crypto::random(8)?
-                .iter()
-                .map(|b| b'0' + b % 10)
-                .collect();
-            let (element, changed) = with_link(element, &a.link, |card| -> anyhow::Result<()> {
-                let mut hsm = keyward_card::Hsm::new(&mut card.0);
-                hsm.select()?;
-                hsm.change_pin(transport.as_bytes(), &pin)?;
-                Ok(())
-            })?;
-            changed?;
-            Ok((element, pin))
-        },
+        |_, http, cfg, rt| produce_for_provisioning(a, Instant::now() + retry_for, http, cfg, rt),
     )?;
+    let production_retries: u32 = produced.iter().map(|p| p.2).sum();
     let pool = Mutex::new(produced);
     let url = crate::device::provision_url(&a.url, &[("profile", a.profile.as_str())])?;
     let start = Instant::now();
     // Phase 2 (measured): provisioning; the PIN is verified locally first, as a device does.
     let results = on_workers(a.devices, a.concurrency, &url, |_, http, cfg, rt| {
-        let (element, pin) = pool
+        let (element, pin, _) = pool
             .lock()
             .map_err(|_| anyhow::anyhow!("pool"))?
             .pop()
             .context("no device")?;
-        let t0 = Instant::now();
-        let mut ignore = |_: &Notification| {};
-        let (_, r) = with_link(
-            element,
-            &a.link,
-            |card| -> anyhow::Result<client::Summary> {
-                let mut hsm = keyward_card::Hsm::new(&mut card.0);
-                hsm.select()?;
-                hsm.verify_pin(&pin)?;
-                Ok(rt.block_on(client::connect(http, cfg, card, &mut ignore))?)
-            },
-        )?;
-        Ok((t0.elapsed(), r))
+        provision_one(
+            a,
+            &url,
+            (element, pin),
+            Instant::now() + retry_for,
+            http,
+            cfg,
+            rt,
+        )
     })?;
     let elapsed = start.elapsed().as_secs_f64();
     let mut t = Tally::default();
-    for (latency, r) in results {
-        match r {
-            Ok(summary) => t.add(latency, &summary),
-            Err(e) => t.failed.push(e.to_string()),
-        }
+    let mut totals_ms = Vec::new();
+    let (mut retries, mut retried) = (0u32, 0usize);
+    for r in results {
+        let n = match r {
+            Provisioned::Done {
+                latency,
+                total,
+                summary,
+                retries,
+            } => {
+                t.add(latency, &summary);
+                totals_ms.push(total.as_secs_f64() * 1e3);
+                retries
+            }
+            Provisioned::Failed { error, retries } => {
+                t.failed.push(error);
+                retries
+            }
+        };
+        retries += n;
+        retried += usize::from(n > 0);
     }
+    totals_ms.sort_by(f64::total_cmp);
+    let max_total = totals_ms.last().copied().unwrap_or(0.0);
+    let p99_total = totals_ms
+        .get(((totals_ms.len() as f64 - 1.0) * 0.99).round() as usize)
+        .copied()
+        .unwrap_or(0.0);
     println!(
         "provisioned {} devices ({} failed) with profile {} in {elapsed:.2} s over {} link, concurrency {}",
         t.produced,
@@ -440,6 +616,12 @@ pub fn run_provision(a: &ProvisionArgs) -> anyhow::Result<()> {
         a.profile,
         a.link,
         a.concurrency
+    );
+    println!(
+        "retries: {retries} provisioning attempts repeated for {retried} devices, {production_retries} production attempts repeated (phase 1)"
+    );
+    println!(
+        "latency: p50/p99 below are of each device's successful attempt; including failed attempts and pauses: p99_total_ms={p99_total:.1} max_total_ms={max_total:.1}; devices/s counts the whole phase; round trips and bytes are the successful attempt's"
     );
     t.report(elapsed, a.devices)
 }

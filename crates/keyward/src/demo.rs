@@ -1,23 +1,28 @@
-//! `keyward demo`: the end-to-end job on embedded defaults. A blank virtual secure element (a
-//! card manager holding the Key for Secure Transport) sits behind an NXP-style T=1 link on a
-//! simulated I2C bus (a Unix socket, paced at 1 MHz). The device connects it over RAMoverHTTP to
-//! a production server on loopback (SQLite, development CA set in its data directory), which
-//! installs the SmartCard-HSM applet, certifies the device key and replaces the KST; the device
-//! replaces the transport PIN with its own and verifies it locally, validates the device chain,
-//! opens the end-to-end secure channel by chip authentication, generates a key, verifies its
-//! attestation, and checks a signature made inside the element.
+//! `keyward demo`: the whole system as an IoT device meets it, on embedded defaults, in a
+//! temporary directory. The CAs are created (CVC root and Device Issuer CA in password-encrypted
+//! key files, X.509 root and issuing CA sealed under the server's master key); the back end
+//! serves production and provisioning on loopback (SQLite); a blank virtual secure element sits
+//! behind an NXP T=1 link on a simulated 1 MHz I2C bus. The device is produced, replaces its
+//! transport PIN locally, gets `tls-client` and `data-signing` keys and certificates — and then
+//! uses them through the PKCS#11 module like a device application: TLS client authentication
+//! against a rustls server and `openssl s_server`, COSE_Sign1 and CMS signatures verified by
+//! Keyward and `openssl cms`, and (where hostapd and eapol_test are installed and this runs as
+//! root) WPA-Enterprise EAP-TLS against hostapd's RADIUS server.
 
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use clap::Args;
-use keyward_card::{Hsm, KeySpec, T1Channel, authenticate_device};
-use keyward_cvc::{PublicKey, TrustStore};
+use keyward_ca::x509::{AltName, KeyUsage, Name, SubjectKey, Template, X509Ca, eku};
+use keyward_ca::x509_read::Certificate;
+use keyward_card::{Hsm, T1Channel};
+use keyward_crypto::{Curve, EcKey};
 use keyward_ram::server::{Engine, EngineConfig};
-use keyward_se::crypto::{Curve, HashAlg, der_signature_to_plain, ecdsa_verify_prehash};
 use keyward_se::{Applet, StateFile};
 use keyward_server::produce::{Naming, ProductionService};
 use keyward_server::provision::ProvisioningService;
@@ -27,13 +32,47 @@ use keyward_t1::{CardEngine, Profile, Variant};
 
 #[derive(Args)]
 pub struct DemoArgs {
-    /// Working directory (default: a fresh temporary directory).
-    #[arg(long)]
-    dir: Option<PathBuf>,
+    /// Keep everything (data directory, element, certificates, logs) in this directory.
+    #[arg(long, alias = "dir")]
+    keep: Option<PathBuf>,
+}
+
+/// What the demo reports at the end.
+#[derive(Default)]
+struct Report {
+    device_id: String,
+    certificates: Vec<(String, String, String)>,
+    round_trips: u64,
+    bytes: u64,
+    phases: Vec<(String, Duration)>,
+    checks: Vec<String>,
+}
+
+/// Runs one phase: prints it, times it, names it in a failure.
+fn phase<T>(
+    report: &mut Report,
+    name: &str,
+    f: impl FnOnce(&mut Report) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let n = report.phases.len() + 1;
+    println!("[{n:>2}] {name} …");
+    let start = Instant::now();
+    let r = f(report).with_context(|| format!("phase {n} ({name}) failed"));
+    let took = start.elapsed();
+    if r.is_ok() {
+        println!("     done in {:.2} s", took.as_secs_f64());
+    }
+    report.phases.push((name.to_string(), took));
+    r
+}
+
+fn check(report: &mut Report, what: String) {
+    println!("     ✓ {what}");
+    report.checks.push(what);
 }
 
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
-    let (dir, temporary) = match args.dir {
+    let (dir, temporary) = match args.keep {
         Some(d) => (d, false),
         None => (
             std::env::temp_dir().join(format!("keyward-demo-{}", std::process::id())),
@@ -43,26 +82,37 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let result = run_in(&dir);
     if temporary {
         let _ = std::fs::remove_dir_all(&dir);
+    } else {
+        println!("everything is kept in {}", dir.display());
     }
     result
 }
 
-/// Serves the element on `socket` for `connections` connections (power cycles), like a secure
-/// element on an I2C bus.
+/// Serves the element on `socket` until `stop`, one host at a time, like a secure element on
+/// an I2C bus (each connection is a power cycle).
 fn spawn_element(
     state_path: &Path,
     socket: &Path,
-    connections: usize,
+    stop: Arc<AtomicBool>,
 ) -> anyhow::Result<std::thread::JoinHandle<anyhow::Result<()>>> {
     let (file, state) = StateFile::open(state_path, &StateFile::default_key_path(state_path))?;
     let listener =
         UnixListener::bind(socket).with_context(|| format!("binding {}", socket.display()))?;
+    listener.set_nonblocking(true)?;
     Ok(std::thread::spawn(move || {
         let mut applet = Applet::new(state, file);
-        for _ in 0..connections {
-            let (stream, _) = listener.accept()?;
-            applet.reset();
-            serve_connection(stream, &mut applet)?;
+        while !stop.load(Ordering::SeqCst) {
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    stream.set_nonblocking(false)?;
+                    applet.reset();
+                    serve_connection(stream, &mut applet)?;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         Ok(())
     }))
@@ -72,30 +122,124 @@ fn serve_connection(
     stream: std::os::unix::net::UnixStream,
     applet: &mut Applet<StateFile>,
 ) -> anyhow::Result<()> {
-    {
-        let profile = Profile::NXP_I2C;
-        let mut bus = keyward_t1::bus::UnixBus::new(stream, profile).paced(BusTiming::I2C_1M);
-        let mut engine = CardEngine::new(
-            profile,
-            254,
-            nxp_atr(
-                LinkParams {
-                    bwt_ms: 1000,
-                    ifsc: 254,
-                },
-                b"KEYWARD",
-            ),
-        );
-        let mut app = |apdu: &[u8]| applet.transmit(apdu);
-        keyward_t1::bus::serve_card(&mut bus, &mut engine, &mut app, Duration::from_millis(300))?;
-        Ok(())
+    let profile = Profile::NXP_I2C;
+    let mut bus = keyward_t1::bus::UnixBus::new(stream, profile).paced(BusTiming::I2C_1M);
+    let mut engine = CardEngine::new(
+        profile,
+        254,
+        nxp_atr(
+            LinkParams {
+                bwt_ms: 1000,
+                ifsc: 254,
+            },
+            b"KEYWARD",
+        ),
+    );
+    let mut app = |apdu: &[u8]| applet.transmit(apdu);
+    keyward_t1::bus::serve_card(&mut bus, &mut engine, &mut app, Duration::from_millis(300))?;
+    Ok(())
+}
+
+/// A process the demo started, stopped (and its group) when dropped.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
+}
+
+fn wait_port(port: u16) -> anyhow::Result<()> {
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    bail!("nothing listens on port {port}")
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Runs this program with `args` (a device application), the PKCS#11 configuration in the
+/// environment; returns its standard output.
+fn keyward(p11_conf: &Path, args: &[&str]) -> anyhow::Result<String> {
+    let exe = std::env::current_exe()?;
+    let out = Command::new(exe)
+        .args(args)
+        .env("KEYWARD_PKCS11_CONF", p11_conf)
+        .env("KEYWARD_LOG", "warn")
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "keyward {}: {}",
+        args.first().copied().unwrap_or_default(),
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn write_pem(path: &Path, certs: &[&[u8]]) -> anyhow::Result<()> {
+    let text: String = certs
+        .iter()
+        .map(|c| keyward_ca::pem::certificate(c))
+        .collect();
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+/// A TLS server identity: its CA's certificate, its chain and its SEC1 key.
+struct Identity {
+    ca: Vec<u8>,
+    chain: Vec<Vec<u8>>,
+    key: Vec<u8>,
+}
+
+/// A TLS server identity for `localhost` from a CA of the back end's own.
+fn backend_identity() -> anyhow::Result<Identity> {
+    let now = keyward_device::now();
+    let mut ca = X509Ca::self_signed(
+        Box::new(keyward_ca::SoftwareKey::new(EcKey::generate(
+            Curve::Secp256r1,
+        )?)),
+        &Name::common_name("Demo Backend CA"),
+        now - 3600,
+        now + 86_400,
+    )?;
+    let key = EcKey::generate(Curve::Secp256r1)?;
+    let issued = ca.issue(
+        &Template {
+            subject: Name::common_name("localhost"),
+            not_before: now - 60,
+            not_after: now + 86_400,
+            key_usage: vec![KeyUsage::DigitalSignature],
+            extended_key_usage: vec![eku::SERVER_AUTH],
+            alt_names: vec![AltName::Dns("localhost".into())],
+            ca: None,
+            crl_url: None,
+            ocsp_url: None,
+            attestation: None,
+        },
+        &SubjectKey::Ec {
+            curve: Curve::Secp256r1,
+            point: key.public_point().to_vec(),
+        },
+    )?;
+    Ok(Identity {
+        ca: ca.certificate.clone(),
+        chain: vec![issued.der],
+        key: keyward_ca::der::ec_private_key(&key),
+    })
 }
 
 fn run_in(dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let data = dir.join("keyward-data");
-    let state_path = dir.join("element.json");
+    let state_path = dir.join("element.state");
     let socket = dir.join("element.sock");
     for stale in [
         state_path.clone(),
@@ -104,146 +248,468 @@ fn run_in(dir: &Path) -> anyhow::Result<()> {
     ] {
         let _ = std::fs::remove_file(stale);
     }
+    let mut report = Report::default();
+    println!("Keyward demo in {}", dir.display());
 
-    // The back end: the production service on loopback, SQLite in its data directory.
+    // 1. The CAs.
+    let password = zeroize::Zeroizing::new(hex::encode(&keyward_crypto::random(16)?[..]));
+    phase(&mut report, "certification authorities", |r| {
+        if !keyward_ca::ca_set::CaSet::exists(&data.join("ca")) {
+            std::fs::create_dir_all(&data)?;
+            keyward_se::storage::write_atomically(
+                &data.join("ca-password"),
+                password.as_bytes(),
+                0o600,
+            )?;
+            keyward_ca::ca_set::CaSet::init(
+                &data.join("ca"),
+                &keyward_ca::ca_set::KeyHome::Encrypted {
+                    password: password.as_bytes(),
+                },
+                "ZZ",
+                keyward_se::dev_pki::today(),
+            )?;
+        }
+        check(
+            r,
+            "CVC root (C0) and Device Issuer CA (80), brainpoolP256r1, keys in password-encrypted files".into(),
+        );
+        Ok(())
+    })?;
+    let password = zeroize::Zeroizing::new(
+        std::fs::read_to_string(data.join("ca-password")).unwrap_or_default(),
+    );
+
+    // 2. The back end.
     let rt = tokio::runtime::Runtime::new()?;
-    let (producer, provisioner) = rt
-        .block_on(crate::server::services(crate::server::Settings {
-            data_dir: &data,
-            db_url: None,
-            unlock: keyward_ca::ca_set::Unlock::default(),
-            naming: Naming {
-                country: "ZZ".into(),
-                mnemonic: "KWD".into(),
-            },
-            validity_days: 20 * 365,
-            db_connections: 4,
-            profiles: Default::default(),
-            crl_url: None,
-            ocsp_url: None,
-            external_roots: Vec::new(),
-        }))
-        .map_err(|e| anyhow::anyhow!(e))?;
-    let db = producer.db.clone();
-    let root = producer.root.clone();
-    let engine = Arc::new(
-        Engine::new(EngineConfig::default())
-            .service("produce", ProductionService(Arc::new(producer)))
-            .service("provision", ProvisioningService(Arc::new(provisioner))),
-    );
-    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
-    let url = format!("http://{}/rt/produce", listener.local_addr()?);
-    let server = rt.spawn(keyward_ram::server::serve(engine, listener));
-    println!(
-        "1. production server at {url} (SQLite, development CA in {})",
-        data.display()
-    );
-
-    let state = crate::se::blank_element(&keyward_server::setup::DataDir::kst_path(&data))?;
-    drop(StateFile::create(
-        &state_path,
-        &StateFile::default_key_path(&state_path),
-        &state,
-    )?);
-    let element = spawn_element(&state_path, &socket, 2)?;
-    let connect = || T1Channel::connect_unix(socket.to_str().unwrap_or_default(), Variant::NxpI2c);
-    let mut device = crate::device::Element(Box::new(connect()?));
-    println!(
-        "2. blank secure element (card manager with the KST only) attached over NXP T=1 on a simulated 1 MHz I2C bus"
-    );
-
-    let (device_id, transport, summary) = crate::device::produce_over(&mut device, &url)?;
-    println!(
-        "3. produced as {device_id} over RAMoverHTTP in {} round trips: applet installed, device key certified, card-unique SCP03 keys, random SO-PIN kept by the back end",
-        summary.round_trips
-    );
-    let record = rt
-        .block_on(db.devices())?
-        .into_iter()
-        .find(|d| d.device_id == device_id)
-        .context("no device record")?;
-    ensure!(record.state == keyward_server::db::DeviceState::Produced);
-    drop(device);
-    let mut hsm = Hsm::new(connect()?);
-    hsm.select()?;
-    let pin = hex::encode(&keyward_se::crypto::random(4)?[..]).into_bytes();
-    hsm.change_pin(transport.as_bytes(), &pin)?;
-    hsm.verify_pin(&pin)?;
-    println!(
-        "4. transport PIN replaced by the device's own PIN, verified locally (it never leaves the device); record {} in SQLite",
-        record.seq
-    );
-
-    // Provisioning: a tls-client key generated under SM, attested, certified, stored.
-    let provision_url = url.replace("/rt/produce", "/rt/provision");
-    let mut device_link = crate::device::Element(Box::new(hsm.into_channel()));
-    let (certificate, summary) = crate::device::provision_over(
-        &mut device_link,
-        &crate::device::provision_url(&provision_url, &[("profile", "tls-client")])?,
-        None,
-        40,
+    let (url, db, server) = phase(
+        &mut report,
+        "back end: production and provisioning services",
+        |r| {
+            let (producer, provisioner) = rt
+                .block_on(crate::server::services(crate::server::Settings {
+                    data_dir: &data,
+                    db_url: None,
+                    unlock: keyward_ca::ca_set::Unlock {
+                        password: Some(password.as_bytes()),
+                        ..Default::default()
+                    },
+                    naming: Naming {
+                        country: "ZZ".into(),
+                        mnemonic: "KWD".into(),
+                    },
+                    validity_days: 20 * 365,
+                    db_connections: 4,
+                    profiles: Default::default(),
+                    crl_url: None,
+                    ocsp_url: None,
+                    external_roots: Vec::new(),
+                }))
+                .map_err(|e| anyhow::anyhow!(e))?;
+            let db = producer.db.clone();
+            let engine = Arc::new(
+                Engine::new(EngineConfig::default())
+                    .service("produce", ProductionService(Arc::new(producer)))
+                    .service("provision", ProvisioningService(Arc::new(provisioner))),
+            );
+            let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+            let url = format!("http://{}/rt", listener.local_addr()?);
+            let server = rt.spawn(keyward_ram::server::serve(engine, listener));
+            check(
+                r,
+                format!(
+                    "RAMoverHTTP at {url}/produce and /provision; SQLite {}; X.509 root and issuing CA (P-256) sealed in {}",
+                    data.join("keyward.db").display(),
+                    data.join("x509").display()
+                ),
+            );
+            Ok((url, db, server))
+        },
     )?;
-    let issued = rt
-        .block_on(db.device_certificates(&device_id))?
-        .into_iter()
-        .find(|c| c.state == "active")
-        .context("no active certificate")?;
-    let leaf = hex::decode(&issued.der)?;
-    let issuing = std::fs::read(data.join("x509/issuing.der"))?;
-    let x509_root = std::fs::read(data.join("x509/root.der"))?;
-    ensure!(
-        keyward_ca::x509::verify_issued(&leaf, &issuing)?
-            && keyward_ca::x509::verify_issued(&issuing, &x509_root)?,
-        "the X.509 chain does not verify"
-    );
-    println!(
-        "5. provisioned {certificate} (tls-client) in {} round trips: key generated under secure messaging, attestation verified, X.509 chain to the root verified",
-        summary.round_trips
-    );
 
-    // The end of the provisioning's secure messaging also ended the PIN's validity.
-    let mut hsm = Hsm::new(device_link.0);
-    hsm.verify_pin(&pin)?;
-    let mut trust = TrustStore::new();
-    trust.add_root(root)?;
-    let (device, secure) =
-        authenticate_device(hsm.into_channel(), &trust, keyward_se::dev_pki::today())?;
-    println!(
-        "6. device chain {} <- {} <- {} verified; chip authentication done, secure messaging up",
-        device.device_id, device.dica, device.root
-    );
+    // 3. The element.
+    let stop = Arc::new(AtomicBool::new(false));
+    let element = phase(&mut report, "blank secure element on the I2C bus", |r| {
+        let state = crate::se::blank_element(&keyward_server::setup::DataDir::kst_path(&data))?;
+        drop(StateFile::create(
+            &state_path,
+            &StateFile::default_key_path(&state_path),
+            &state,
+        )?);
+        let element = spawn_element(&state_path, &socket, stop.clone())?;
+        check(
+            r,
+            "card manager with the Key for Secure Transport only, behind NXP T=1 on a simulated 1 MHz I2C bus".into(),
+        );
+        Ok(element)
+    })?;
+    let sock = socket.to_str().unwrap_or_default().to_string();
+    let connect = || T1Channel::connect_unix(&sock, Variant::NxpI2c);
 
-    let mut hsm = Hsm::new(secure);
-    let kid = hsm.free_key_id()?;
-    let curve = Curve::Secp256r1;
-    let request = hsm
-        .generate(kid, KeySpec::Ec(curve), "demo key", &[kid])?
-        .context("no attestation")?;
-    let attested = device.verify_attestation(&request)?;
-    println!(
-        "7. generated EC P-256 key {kid} under secure messaging; attestation by {} (device signature + proof of possession) verified",
-        attested.device_id
-    );
-
-    let data = b"sensor reading 21.5C at 2026-11-25T10:00Z";
-    let sig = hsm.sign(kid, 0x73, data)?;
-    let PublicKey::Ec { point, .. } = &attested.public_key else {
-        bail!("expected an EC key")
-    };
-    let sig = der_signature_to_plain(&sig, curve.field_len())?;
-    ensure!(
-        ecdsa_verify_prehash(curve, point, &HashAlg::Sha256.digest(data), &sig),
-        "data signature does not verify"
-    );
-    println!(
-        "8. signed data with ECDSA-SHA256 inside the element; signature verified with the attested key"
-    );
-
-    drop(hsm);
-    element
+    let outcome = device_phases(&mut report, dir, &data, &url, &db, &rt, &connect);
+    stop.store(true, Ordering::SeqCst);
+    let joined = element
         .join()
-        .map_err(|_| anyhow::anyhow!("element thread panicked"))??;
+        .map_err(|_| anyhow::anyhow!("element thread panicked"));
     server.abort();
-    println!("demo: OK");
+    outcome?;
+    joined??;
+    summary(&report);
     Ok(())
+}
+
+fn device_phases(
+    report: &mut Report,
+    dir: &Path,
+    data: &Path,
+    url: &str,
+    db: &Arc<keyward_server::db::Db>,
+    rt: &tokio::runtime::Runtime,
+    connect: &dyn Fn() -> Result<T1Channel, keyward_card::CardError>,
+) -> anyhow::Result<()> {
+    // 4. Production.
+    let (device_id, transport) = phase(
+        report,
+        "production over RAMoverHTTP (SCP03 end to end)",
+        |r| {
+            let mut device = crate::device::Element(Box::new(connect()?));
+            let (device_id, transport, summary) =
+                crate::device::produce_over(&mut device, &format!("{url}/produce"))?;
+            r.round_trips += summary.round_trips;
+            r.bytes += summary.bytes_sent + summary.bytes_received;
+            let record = rt
+                .block_on(db.device_by_id(&device_id))?
+                .context("no device record")?;
+            ensure!(record.state == keyward_server::db::DeviceState::Produced);
+            check(
+                r,
+                format!(
+                    "produced as {device_id} in {} round trips ({} bytes): applet installed, device key certified, card-unique keys; transport PIN received sealed",
+                    summary.round_trips,
+                    summary.bytes_sent + summary.bytes_received
+                ),
+            );
+            r.device_id = device_id.clone();
+            Ok((device_id, transport))
+        },
+    )?;
+
+    // 5. The device's own PIN.
+    let pin = hex::encode(&keyward_crypto::random(4)?[..]);
+    let pin_file = dir.join("device.pin");
+    phase(report, "device PIN", |r| {
+        let mut hsm = Hsm::new(connect()?);
+        hsm.select()?;
+        hsm.change_pin(transport.as_bytes(), pin.as_bytes())?;
+        hsm.verify_pin(pin.as_bytes())?;
+        keyward_se::storage::write_atomically(&pin_file, pin.as_bytes(), 0o600)?;
+        check(
+            r,
+            "transport PIN replaced by the device's own, on the element (it never crosses the network)".into(),
+        );
+        Ok(())
+    })?;
+
+    // 6-7. Provisioning.
+    let root = std::fs::read(data.join("x509/root.der"))?;
+    let issuing = std::fs::read(data.join("x509/issuing.der"))?;
+    for profile in ["tls-client", "data-signing"] {
+        phase(report, &format!("provisioning {profile}"), |r| {
+            let mut hsm = Hsm::new(connect()?);
+            hsm.select()?;
+            hsm.verify_pin(pin.as_bytes())?;
+            let mut link = crate::device::Element(Box::new(hsm.into_channel()));
+            let (certificate, summary) = crate::device::provision_over(
+                &mut link,
+                pin.as_bytes(),
+                &crate::device::provision_url(
+                    &format!("{url}/provision"),
+                    &[("profile", profile)],
+                )?,
+                None,
+                40,
+            )?;
+            r.round_trips += summary.round_trips;
+            r.bytes += summary.bytes_sent + summary.bytes_received;
+            let issued = rt
+                .block_on(db.device_certificates(&device_id))?
+                .into_iter()
+                .find(|c| c.state == "active" && c.profile == profile)
+                .context("no active certificate")?;
+            let leaf = hex::decode(&issued.der)?;
+            let path = keyward_ca::x509_read::validate_chain(
+                &leaf,
+                std::slice::from_ref(&issuing),
+                std::slice::from_ref(&root),
+                keyward_device::now(),
+                &|_| false,
+            )?;
+            check(
+                r,
+                format!(
+                    "{certificate} in {} round trips: key generated in the element under secure messaging, attestation verified, certificate stored; chain {}",
+                    summary.round_trips,
+                    path.join(" <- ")
+                ),
+            );
+            let cert = Certificate::parse(&leaf)?;
+            r.certificates.push((
+                profile.to_string(),
+                cert.subject_text(),
+                hex::encode_upper(cert.serial),
+            ));
+            Ok(())
+        })?;
+    }
+
+    // The device applications use the keys through the PKCS#11 module, over the same link.
+    let p11 = dir.join("pkcs11.toml");
+    std::fs::write(
+        &p11,
+        format!(
+            "[[slot]]\ntype = \"t1\"\npath = \"{}\"\nvariant = \"nxp-i2c\"\n",
+            dir.join("element.sock").display()
+        ),
+    )?;
+    let root_pem = dir.join("root.pem");
+    let issuing_pem = dir.join("issuing.pem");
+    write_pem(&root_pem, &[&root])?;
+    write_pem(&issuing_pem, &[&issuing])?;
+    let module = crate::device_apps::default_module().context(
+        "libkeyward_pkcs11.so is not beside this program (cargo build -p keyward-pkcs11)",
+    )?;
+    let module_s = module.display().to_string();
+    let pin_s = pin_file.display().to_string();
+    let issuing_s = issuing_pem.display().to_string();
+
+    // 8. TLS client authentication.
+    phase(report, "TLS client authentication through PKCS#11", |r| {
+        let Identity {
+            ca: backend_ca,
+            chain,
+            key,
+        } = backend_identity()?;
+        let backend_ca_pem = dir.join("backend-ca.pem");
+        write_pem(&backend_ca_pem, &[&backend_ca])?;
+        let ca_s = backend_ca_pem.display().to_string();
+        let tls = |port: u16| {
+            keyward(
+                &p11,
+                &[
+                    "device",
+                    "tls",
+                    "--url",
+                    &format!("https://localhost:{port}/"),
+                    "--key",
+                    "pkcs11:object=tls-client",
+                    "--pin-file",
+                    &pin_s,
+                    "--module",
+                    &module_s,
+                    "--chain",
+                    &issuing_s,
+                    "--ca-file",
+                    &ca_s,
+                ],
+            )
+        };
+        // A rustls server that requires client certificates from the issuing CA's hierarchy.
+        let server = keyward_device::tls::IdentityServer::start(
+            keyward_device::tls::server_config(&chain, &key, std::slice::from_ref(&root), &[])?,
+        )?;
+        let answer = tls(server.port);
+        server.stop();
+        let answer = answer?;
+        let seen = answer.lines().next().unwrap_or_default().to_string();
+        ensure!(seen.contains(&device_id), "the rustls server saw {seen:?}");
+        check(
+            r,
+            format!("rustls server (client certificate required) saw \"{seen}\""),
+        );
+        // openssl s_server -Verify -verify_return_error.
+        let cert_pem = dir.join("backend.pem");
+        let key_pem = dir.join("backend.key");
+        let clients_pem = dir.join("clients-ca.pem");
+        write_pem(&cert_pem, &[&chain[0]])?;
+        keyward_se::storage::write_atomically(
+            &key_pem,
+            keyward_ca::pem::encode("EC PRIVATE KEY", &key).as_bytes(),
+            0o600,
+        )?;
+        write_pem(&clients_pem, &[&root, &issuing])?;
+        let port = free_port()?;
+        let s_server = Child(
+            Command::new("openssl")
+                .args([
+                    "s_server",
+                    "-accept",
+                    &port.to_string(),
+                    "-www",
+                    "-Verify",
+                    "2",
+                ])
+                .arg("-verify_return_error")
+                .arg("-cert")
+                .arg(&cert_pem)
+                .arg("-key")
+                .arg(&key_pem)
+                .arg("-CAfile")
+                .arg(&clients_pem)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("starting openssl s_server (is openssl installed?)")?,
+        );
+        wait_port(port)?;
+        let page = tls(port);
+        drop(s_server);
+        let page = page?;
+        let subject = page
+            .lines()
+            .find(|l| l.contains("Subject:") || l.contains("subject="))
+            .map(str::trim)
+            .unwrap_or_default()
+            .to_string();
+        ensure!(
+            page.contains("Client certificate") && page.contains(&device_id),
+            "openssl s_server did not report the device's certificate"
+        );
+        check(
+            r,
+            format!(
+                "openssl s_server -Verify -verify_return_error saw the client certificate {subject}"
+            ),
+        );
+        Ok(())
+    })?;
+
+    // 9. Data authentication.
+    phase(
+        report,
+        "signed data: COSE_Sign1 and CMS through PKCS#11",
+        |r| {
+            let readings = dir.join("readings.txt");
+            let tampered = dir.join("tampered.txt");
+            let text: String = (1..=24)
+                .map(|h| {
+                    format!(
+                        "2026-11-25T{h:02}:00Z temperature={}.{} C\n",
+                        18 + h % 5,
+                        h % 10
+                    )
+                })
+                .collect();
+            std::fs::write(&readings, &text)?;
+            std::fs::write(&tampered, text.replace("temperature=20", "temperature=29"))?;
+            let (rs, ts) = (
+                readings.display().to_string(),
+                tampered.display().to_string(),
+            );
+            let root_s = root_pem.display().to_string();
+            for (format, out) in [("cose", "readings.cose"), ("cms", "readings.p7s")] {
+                let out = dir.join(out).display().to_string();
+                keyward(
+                    &p11,
+                    &[
+                        "device",
+                        "sign",
+                        "--key",
+                        "pkcs11:object=data-signing",
+                        "--pin-file",
+                        &pin_s,
+                        "--module",
+                        &module_s,
+                        "--chain",
+                        &issuing_s,
+                        "--format",
+                        format,
+                        "--in",
+                        &rs,
+                        "--out",
+                        &out,
+                    ],
+                )?;
+                let verified = keyward(
+                    &p11,
+                    &["verify", "--sig", &out, "--in", &rs, "--ca-file", &root_s],
+                )?;
+                ensure!(verified.contains(&device_id), "keyward verify: {verified}");
+                let refused = keyward(
+                    &p11,
+                    &["verify", "--sig", &out, "--in", &ts, "--ca-file", &root_s],
+                );
+                ensure!(refused.is_err(), "tampered data must not verify");
+                if format == "cms" {
+                    let ok = Command::new("openssl")
+                        .args([
+                            "cms", "-verify", "-binary", "-inform", "DER", "-purpose", "any",
+                        ])
+                        .args([
+                            "-in",
+                            &out,
+                            "-content",
+                            &rs,
+                            "-CAfile",
+                            &root_s,
+                            "-out",
+                            "/dev/null",
+                        ])
+                        .output()?;
+                    ensure!(
+                        ok.status.success(),
+                        "openssl cms -verify: {}",
+                        String::from_utf8_lossy(&ok.stderr)
+                    );
+                    let bad = Command::new("openssl")
+                        .args([
+                            "cms", "-verify", "-binary", "-inform", "DER", "-purpose", "any",
+                        ])
+                        .args([
+                            "-in",
+                            &out,
+                            "-content",
+                            &ts,
+                            "-CAfile",
+                            &root_s,
+                            "-out",
+                            "/dev/null",
+                        ])
+                        .output()?;
+                    ensure!(!bad.status.success(), "openssl accepted tampered data");
+                    check(r, "detached CMS: verified by Keyward and by openssl cms -verify; tampered data rejected by both".into());
+                } else {
+                    check(
+                        r,
+                        "COSE_Sign1 (ES256, x5chain): verified by Keyward; tampered data rejected"
+                            .into(),
+                    );
+                }
+            }
+            Ok(())
+        },
+    )?;
+    Ok(())
+}
+
+fn summary(report: &Report) {
+    println!();
+    println!("Summary");
+    println!("  device            {}", report.device_id);
+    for (profile, subject, serial) in &report.certificates {
+        println!("  {profile:<17} {subject} (serial {serial})");
+    }
+    println!(
+        "  chain             device certificate <- Keyward Device Issuing CA <- Keyward Device Root CA"
+    );
+    println!(
+        "  network           {} HTTP round trips, {} bytes (production + 2 provisionings)",
+        report.round_trips, report.bytes
+    );
+    let total: Duration = report.phases.iter().map(|(_, d)| *d).sum();
+    for (name, d) in &report.phases {
+        println!("  {:<50} {:>7.2} s", name, d.as_secs_f64());
+    }
+    println!("  {:<50} {:>7.2} s", "total", total.as_secs_f64());
+    println!("  verified: {} checks, all passed", report.checks.len());
+    println!("demo: OK");
 }

@@ -122,6 +122,31 @@ impl Card for Element {
     }
 }
 
+/// An element whose PIN the device verified: a reset (a restarted session) selects the applet
+/// and verifies the PIN again, so the new session finds the element as the first did.
+pub(crate) struct Unlocked<'a> {
+    pub(crate) element: &'a mut Element,
+    pub(crate) pin: &'a [u8],
+}
+
+impl Card for Unlocked<'_> {
+    fn atr(&mut self) -> Vec<u8> {
+        self.element.atr()
+    }
+
+    fn transmit(&mut self, apdu: &[u8]) -> Result<Vec<u8>, String> {
+        self.element.transmit(apdu)
+    }
+
+    fn reset(&mut self) -> Result<Vec<u8>, String> {
+        let atr = self.element.reset()?;
+        let mut hsm = Hsm::new(&mut self.element.0);
+        hsm.select().map_err(|e| e.to_string())?;
+        hsm.verify_pin(self.pin).map_err(|e| e.to_string())?;
+        Ok(atr)
+    }
+}
+
 pub fn run(cmd: DeviceCommand) -> anyhow::Result<()> {
     match cmd {
         DeviceCommand::Connect(a) => connect(&a),
@@ -202,7 +227,7 @@ fn connect(a: &ConnectArgs) -> anyhow::Result<()> {
 /// Relays a session between `url` and the element; with `rules`, plain commands other than
 /// those are refused on the device (`keyward_ram::guard`).
 fn relay(
-    card: &mut Element,
+    card: &mut (dyn Card + Send),
     url: &str,
     ca_file: Option<&PathBuf>,
     timeout: u64,
@@ -333,6 +358,7 @@ pub(crate) fn provision_url(url: &str, query: &[(&str, &str)]) -> anyhow::Result
 /// certificate's serial and key id as the server announced them, and the summary.
 pub(crate) fn provision_over(
     card: &mut Element,
+    pin: &[u8],
     url: &str,
     ca_file: Option<&PathBuf>,
     timeout: u64,
@@ -345,8 +371,9 @@ pub(crate) fn provision_over(
             eprintln!("[{}] {}", n.id, n.text);
         }
     };
+    let mut unlocked = Unlocked { element: card, pin };
     let summary = relay(
-        card,
+        &mut unlocked,
         url,
         ca_file,
         timeout,
@@ -383,7 +410,13 @@ fn provision(a: &ProvisionArgs) -> anyhow::Result<()> {
         query.push((k, v));
     }
     let url = provision_url(&a.url, &query)?;
-    let (certificate, summary) = provision_over(&mut card, &url, a.ca_file.as_ref(), a.timeout)?;
+    let (certificate, summary) = provision_over(
+        &mut card,
+        pin.as_bytes(),
+        &url,
+        a.ca_file.as_ref(),
+        a.timeout,
+    )?;
     println!(
         "provisioned {certificate} (profile {}) in {} round trips ({} APDUs, {} bytes sent, {} received)",
         a.profile, summary.round_trips, summary.apdus, summary.bytes_sent, summary.bytes_received

@@ -109,15 +109,6 @@ pub fn default_module() -> Option<PathBuf> {
 }
 
 impl KeyArgs {
-    pub fn new(key: &str, module: &Path, chain: Option<&Path>) -> Self {
-        Self {
-            key: key.to_string(),
-            pin_file: None,
-            module: Some(module.to_path_buf()),
-            chain: chain.map(Path::to_path_buf),
-        }
-    }
-
     pub fn open(&self) -> anyhow::Result<DeviceKey> {
         let issuers = match &self.chain {
             Some(p) => certificates(p)?,

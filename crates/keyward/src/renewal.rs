@@ -155,7 +155,13 @@ fn cycle(a: &RunArgs, pin: &str) -> anyhow::Result<Cycle> {
         }
         let url = provision_url(&a.url, &query)?;
         let mut card = Element(channel);
-        let result = provision_over(&mut card, &url, a.ca_file.as_ref(), a.timeout);
+        let result = provision_over(
+            &mut card,
+            pin.as_bytes(),
+            &url,
+            a.ca_file.as_ref(),
+            a.timeout,
+        );
         channel = card.0;
         let (certificate, summary) = result.with_context(|| format!("provisioning {profile}"))?;
         tracing::info!(%profile, %certificate, round_trips = summary.round_trips, "certificate renewed");
