@@ -20,7 +20,7 @@ use anyhow::{Context, bail, ensure};
 use clap::Args;
 use keyward_ca::x509::{AltName, KeyUsage, Name, SubjectKey, Template, X509Ca, eku};
 use keyward_ca::x509_read::Certificate;
-use keyward_card::{Hsm, T1Channel};
+use keyward_card::{CardChannel, Hsm, T1Channel};
 use keyward_crypto::{Curve, EcKey};
 use keyward_ram::server::{Engine, EngineConfig};
 use keyward_se::{Applet, StateFile};
@@ -35,6 +35,21 @@ pub struct DemoArgs {
     /// Keep everything (data directory, element, certificates, logs) in this directory.
     #[arg(long, alias = "dir")]
     keep: Option<PathBuf>,
+    /// The element behind pcscd + vsmartcard's vpcd (reader "Virtual PCD 00 00") instead of
+    /// the simulated I2C bus; a running pcscd is reused, or one is started and stopped.
+    #[arg(long)]
+    pcsc: bool,
+}
+
+/// The reader vpcd offers (its first slot).
+const VPCD_READER: &str = "Virtual PCD 00 00";
+const VPCD_ADDR: &str = "127.0.0.1:35963";
+
+/// How the device reaches its element.
+#[derive(Clone, Copy)]
+enum Link {
+    I2c,
+    Pcsc,
 }
 
 /// What the demo reports at the end.
@@ -79,7 +94,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             true,
         ),
     };
-    let result = run_in(&dir);
+    let link = if args.pcsc { Link::Pcsc } else { Link::I2c };
+    let result = run_in(&dir, link);
     if temporary {
         let _ = std::fs::remove_dir_all(&dir);
     } else {
@@ -199,8 +215,8 @@ struct Identity {
     key: Vec<u8>,
 }
 
-/// A TLS server identity for `localhost` from a CA of the back end's own.
-fn backend_identity() -> anyhow::Result<Identity> {
+/// A TLS server identity for `name` from a CA of the back end's own.
+fn backend_identity(name: &str) -> anyhow::Result<Identity> {
     let now = keyward_device::now();
     let mut ca = X509Ca::self_signed(
         Box::new(keyward_ca::SoftwareKey::new(EcKey::generate(
@@ -213,12 +229,12 @@ fn backend_identity() -> anyhow::Result<Identity> {
     let key = EcKey::generate(Curve::Secp256r1)?;
     let issued = ca.issue(
         &Template {
-            subject: Name::common_name("localhost"),
+            subject: Name::common_name(name),
             not_before: now - 60,
             not_after: now + 86_400,
             key_usage: vec![KeyUsage::DigitalSignature],
             extended_key_usage: vec![eku::SERVER_AUTH],
-            alt_names: vec![AltName::Dns("localhost".into())],
+            alt_names: vec![AltName::Dns(name.into())],
             ca: None,
             crl_url: None,
             ocsp_url: None,
@@ -236,7 +252,59 @@ fn backend_identity() -> anyhow::Result<Identity> {
     })
 }
 
-fn run_in(dir: &Path) -> anyhow::Result<()> {
+/// The element attached to vpcd until `stop`; a pcscd of the demo's own if none runs.
+fn spawn_vpcd_element(
+    state_path: &Path,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<(std::thread::JoinHandle<anyhow::Result<()>>, Option<Child>)> {
+    let running = Command::new("pgrep")
+        .args(["-x", "pcscd"])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    let pcscd = if running {
+        None
+    } else {
+        Some(Child(
+            Command::new("pcscd")
+                .arg("-f")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .context(
+                    "starting pcscd (install pcscd and vsmartcard-vpcd: scripts/install-deps)",
+                )?,
+        ))
+    };
+    let (file, state) = StateFile::open(state_path, &StateFile::default_key_path(state_path))?;
+    let thread = std::thread::spawn(move || {
+        let mut applet = Applet::new(state, file);
+        keyward_se::vpcd::serve(&mut applet, VPCD_ADDR, &stop);
+        Ok(())
+    });
+    // Ready when PC/SC shows the card and it answers.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let ready = keyward_card::open_transport(&format!("pcsc:{VPCD_READER}"))
+            .ok()
+            .is_some_and(|ch| {
+                let mut hsm = Hsm::new(ch);
+                let mut cm = hsm.channel().transmit_raw(&[0x00, 0xA4, 0x04, 0x00, 0x00]);
+                cm.as_mut().is_ok_and(|r| r.len() >= 2)
+            });
+        if ready {
+            return Ok((thread, pcscd));
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the element did not appear in PC/SC reader {VPCD_READER:?} (is vsmartcard-vpcd installed?)"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn run_in(dir: &Path, link: Link) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let data = dir.join("keyward-data");
     let state_path = dir.join("element.state");
@@ -329,24 +397,54 @@ fn run_in(dir: &Path) -> anyhow::Result<()> {
 
     // 3. The element.
     let stop = Arc::new(AtomicBool::new(false));
-    let element = phase(&mut report, "blank secure element on the I2C bus", |r| {
+    let title = match link {
+        Link::I2c => "blank secure element on the I2C bus",
+        Link::Pcsc => "blank secure element in a PC/SC reader (pcscd + vpcd)",
+    };
+    let (element, _pcscd) = phase(&mut report, title, |r| {
         let state = crate::se::blank_element(&keyward_server::setup::DataDir::kst_path(&data))?;
         drop(StateFile::create(
             &state_path,
             &StateFile::default_key_path(&state_path),
             &state,
         )?);
-        let element = spawn_element(&state_path, &socket, stop.clone())?;
+        let (element, pcscd, how) = match link {
+            Link::I2c => (
+                spawn_element(&state_path, &socket, stop.clone())?,
+                None,
+                "behind NXP T=1 on a simulated 1 MHz I2C bus".to_string(),
+            ),
+            Link::Pcsc => {
+                let (e, p) = spawn_vpcd_element(&state_path, stop.clone())?;
+                (
+                    e,
+                    p,
+                    format!("in PC/SC reader {VPCD_READER:?} (pcscd + vsmartcard-vpcd)"),
+                )
+            }
+        };
         check(
             r,
-            "card manager with the Key for Secure Transport only, behind NXP T=1 on a simulated 1 MHz I2C bus".into(),
+            format!("card manager with the Key for Secure Transport only, {how}"),
         );
-        Ok(element)
+        Ok((element, pcscd))
     })?;
     let sock = socket.to_str().unwrap_or_default().to_string();
-    let connect = || T1Channel::connect_unix(&sock, Variant::NxpI2c);
+    let connect = || -> Result<Box<dyn CardChannel + Send>, keyward_card::CardError> {
+        match link {
+            Link::I2c => Ok(Box::new(T1Channel::connect_unix(&sock, Variant::NxpI2c)?)),
+            Link::Pcsc => keyward_card::open_transport(&format!("pcsc:{VPCD_READER}")),
+        }
+    };
+    let slot = match link {
+        Link::I2c => format!(
+            "[[slot]]\ntype = \"t1\"\npath = \"{}\"\nvariant = \"nxp-i2c\"\n",
+            socket.display()
+        ),
+        Link::Pcsc => format!("[[slot]]\ntype = \"pcsc\"\nreader = \"{VPCD_READER}\"\n"),
+    };
 
-    let outcome = device_phases(&mut report, dir, &data, &url, &db, &rt, &connect);
+    let outcome = device_phases(&mut report, dir, &data, &url, &db, &rt, &connect, &slot);
     stop.store(true, Ordering::SeqCst);
     let joined = element
         .join()
@@ -365,14 +463,15 @@ fn device_phases(
     url: &str,
     db: &Arc<keyward_server::db::Db>,
     rt: &tokio::runtime::Runtime,
-    connect: &dyn Fn() -> Result<T1Channel, keyward_card::CardError>,
+    connect: &dyn Fn() -> Result<Box<dyn CardChannel + Send>, keyward_card::CardError>,
+    slot: &str,
 ) -> anyhow::Result<()> {
     // 4. Production.
     let (device_id, transport) = phase(
         report,
         "production over RAMoverHTTP (SCP03 end to end)",
         |r| {
-            let mut device = crate::device::Element(Box::new(connect()?));
+            let mut device = crate::device::Element(connect()?);
             let (device_id, transport, summary) =
                 crate::device::produce_over(&mut device, &format!("{url}/produce"))?;
             r.round_trips += summary.round_trips;
@@ -418,7 +517,7 @@ fn device_phases(
             let mut hsm = Hsm::new(connect()?);
             hsm.select()?;
             hsm.verify_pin(pin.as_bytes())?;
-            let mut link = crate::device::Element(Box::new(hsm.into_channel()));
+            let mut link = crate::device::Element(hsm.into_channel());
             let (certificate, summary) = crate::device::provision_over(
                 &mut link,
                 pin.as_bytes(),
@@ -464,13 +563,7 @@ fn device_phases(
 
     // The device applications use the keys through the PKCS#11 module, over the same link.
     let p11 = dir.join("pkcs11.toml");
-    std::fs::write(
-        &p11,
-        format!(
-            "[[slot]]\ntype = \"t1\"\npath = \"{}\"\nvariant = \"nxp-i2c\"\n",
-            dir.join("element.sock").display()
-        ),
-    )?;
+    std::fs::write(&p11, slot)?;
     let root_pem = dir.join("root.pem");
     let issuing_pem = dir.join("issuing.pem");
     write_pem(&root_pem, &[&root])?;
@@ -488,7 +581,7 @@ fn device_phases(
             ca: backend_ca,
             chain,
             key,
-        } = backend_identity()?;
+        } = backend_identity("localhost")?;
         let backend_ca_pem = dir.join("backend-ca.pem");
         write_pem(&backend_ca_pem, &[&backend_ca])?;
         let ca_s = backend_ca_pem.display().to_string();
@@ -688,7 +781,197 @@ fn device_phases(
             Ok(())
         },
     )?;
+
+    // 10. WPA-Enterprise.
+    phase(
+        report,
+        "WPA-Enterprise / 802.1X: EAP-TLS through PKCS#11",
+        |r| {
+            match eap_tls(dir, &p11, &module, &pin, &root, &issuing, &device_id)? {
+                Ok(line) => check(r, line),
+                Err(why) => {
+                    println!("     – skipped: {why}");
+                    r.checks.push(format!("EAP-TLS skipped: {why}"));
+                }
+            }
+            Ok(())
+        },
+    )?;
     Ok(())
+}
+
+/// EAP-TLS: hostapd's integrated RADIUS/EAP server trusts the X.509 root and issuing CA;
+/// `eapol_test` authenticates with the tls-client key through OpenSSL's pkcs11 engine and
+/// Keyward's module. Needs hostapd, eapol_test, pkcs11-tool and the engine (Debian hostapd,
+/// eapoltest, opensc, libengine-pkcs11-openssl), and root: wpa_supplicant loads PKCS#11 modules
+/// from /usr/lib only. `Ok(Err(why))`: not possible here.
+fn eap_tls(
+    dir: &Path,
+    p11: &Path,
+    module: &Path,
+    pin: &str,
+    root: &[u8],
+    issuing: &[u8],
+    device_id: &str,
+) -> anyhow::Result<Result<String, String>> {
+    let Some(engine) = ["engines-3/pkcs11.so", "engines-3/libpkcs11.so"]
+        .iter()
+        .map(|e| Path::new("/usr/lib/x86_64-linux-gnu").join(e))
+        .find(|p| p.exists())
+    else {
+        return Ok(Err(
+            "OpenSSL's pkcs11 engine is not installed (libengine-pkcs11-openssl)".into(),
+        ));
+    };
+    for tool in ["hostapd", "eapol_test", "pkcs11-tool"] {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !found {
+            return Ok(Err(format!(
+                "{tool} is not installed (Debian hostapd, eapoltest, opensc)"
+            )));
+        }
+    }
+    let trusted = PathBuf::from(format!("/usr/lib/keyward-demo-{}", std::process::id()));
+    if let Err(e) = std::fs::create_dir_all(&trusted) {
+        return Ok(Err(format!(
+            "wpa_supplicant loads modules from /usr/lib only, and {} cannot be created ({e}); run as root",
+            trusted.display()
+        )));
+    }
+    struct Remove(PathBuf);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _remove = Remove(trusted.clone());
+    let trusted_module = trusted.join("libkeyward_pkcs11.so");
+    std::fs::copy(module, &trusted_module)?;
+
+    let radius = backend_identity("radius.keyward.demo")?;
+    let eap = dir.join("eap");
+    std::fs::create_dir_all(&eap)?;
+    let e = |name: &str| eap.join(name).display().to_string();
+    write_pem(&eap.join("radius.pem"), &[&radius.chain[0]])?;
+    write_pem(&eap.join("radius-ca.pem"), &[&radius.ca])?;
+    keyward_se::storage::write_atomically(
+        &eap.join("radius.key"),
+        keyward_ca::pem::encode("EC PRIVATE KEY", &radius.key).as_bytes(),
+        0o600,
+    )?;
+    write_pem(&eap.join("trust.pem"), &[root, issuing])?;
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let secret = hex::encode(&keyward_crypto::random(12)?[..]);
+    std::fs::write(eap.join("clients"), format!("127.0.0.1/32 {secret}\n"))?;
+    std::fs::write(eap.join("users"), "* TLS\n")?;
+    std::fs::write(
+        eap.join("hostapd.conf"),
+        format!(
+            "driver=none\ninterface=keyward-demo\nlogger_stdout=-1\nlogger_stdout_level=1\n\
+             eap_server=1\neap_user_file={}\nradius_server_clients={}\n\
+             radius_server_auth_port={port}\nserver_cert={}\nprivate_key={}\nca_cert={}\n",
+            e("users"),
+            e("clients"),
+            e("radius.pem"),
+            e("radius.key"),
+            e("trust.pem")
+        ),
+    )?;
+    let log = std::fs::File::create(eap.join("hostapd.log"))?;
+    let _hostapd = Child(
+        Command::new("hostapd")
+            .arg("-d")
+            .arg(eap.join("hostapd.conf"))
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?,
+    );
+    let mut ready = false;
+    for _ in 0..100 {
+        let text = std::fs::read_to_string(eap.join("hostapd.log")).unwrap_or_default();
+        if text.contains("Setup of interface done") {
+            ready = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    ensure!(
+        ready,
+        "hostapd (RADIUS server) did not start; see {}",
+        e("hostapd.log")
+    );
+    // The device's certificate from the element (public; the key stays there).
+    let read = Command::new("pkcs11-tool")
+        .arg("--module")
+        .arg(module)
+        .args([
+            "--read-object",
+            "--type",
+            "cert",
+            "--label",
+            "tls-client",
+            "-o",
+        ])
+        .arg(eap.join("device.der"))
+        .env("KEYWARD_PKCS11_CONF", p11)
+        .output()?;
+    ensure!(
+        read.status.success(),
+        "pkcs11-tool could not read the certificate: {}",
+        String::from_utf8_lossy(&read.stderr)
+    );
+    let der = std::fs::read(eap.join("device.der"))?;
+    write_pem(&eap.join("device.pem"), &[&der, issuing])?;
+    std::fs::write(
+        eap.join("eapol.conf"),
+        format!(
+            "pkcs11_engine_path={}\npkcs11_module_path={}\nnetwork={{\n\tkey_mgmt=IEEE8021X\n\
+             \teap=TLS\n\tidentity=\"{device_id}\"\n\tca_cert=\"{}\"\n\
+             \tdomain_match=\"radius.keyward.demo\"\n\tclient_cert=\"{}\"\n\tengine=1\n\
+             \tengine_id=\"pkcs11\"\n\tkey_id=\"pkcs11:object=tls-client;type=private\"\n\
+             \tpin=\"{pin}\"\n}}\n",
+            engine.display(),
+            trusted_module.display(),
+            e("radius-ca.pem"),
+            e("device.pem"),
+        ),
+    )?;
+    let out = Command::new("eapol_test")
+        .arg("-c")
+        .arg(eap.join("eapol.conf"))
+        .args([
+            "-a",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-s",
+            &secret,
+            "-t",
+            "20",
+        ])
+        .env("KEYWARD_PKCS11_CONF", p11)
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    std::fs::write(eap.join("eapol_test.log"), text.as_bytes())?;
+    ensure!(
+        out.status.success() && text.trim_end().ends_with("SUCCESS"),
+        "eapol_test did not succeed (see {} and hostapd.log beside it): {}",
+        e("eapol_test.log"),
+        text.lines().last().unwrap_or_default()
+    );
+    ensure!(
+        text.contains("Using private key from engine"),
+        "eapol_test did not use the key through the pkcs11 engine"
+    );
+    Ok(Ok(
+        "eapol_test authenticated to hostapd's RADIUS server with EAP-TLS, the tls-client key used in the element through OpenSSL's pkcs11 engine: SUCCESS"
+            .into(),
+    ))
 }
 
 fn summary(report: &Report) {
@@ -710,6 +993,19 @@ fn summary(report: &Report) {
         println!("  {:<50} {:>7.2} s", name, d.as_secs_f64());
     }
     println!("  {:<50} {:>7.2} s", "total", total.as_secs_f64());
-    println!("  verified: {} checks, all passed", report.checks.len());
+    let skipped = report
+        .checks
+        .iter()
+        .filter(|c| c.contains("skipped"))
+        .count();
+    println!(
+        "  verified: {} checks passed{}",
+        report.checks.len() - skipped,
+        if skipped > 0 {
+            format!(", {skipped} skipped (see above)")
+        } else {
+            String::new()
+        }
+    );
     println!("demo: OK");
 }
