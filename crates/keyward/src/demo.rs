@@ -444,7 +444,11 @@ fn run_in(dir: &Path, link: Link) -> anyhow::Result<()> {
         Link::Pcsc => format!("[[slot]]\ntype = \"pcsc\"\nreader = \"{VPCD_READER}\"\n"),
     };
 
-    let outcome = device_phases(&mut report, dir, &data, &url, &db, &rt, &connect, &slot);
+    let access = Access {
+        connect: &connect,
+        slot: &slot,
+    };
+    let outcome = device_phases(&mut report, dir, &data, &url, &db, &rt, &access);
     stop.store(true, Ordering::SeqCst);
     let joined = element
         .join()
@@ -456,6 +460,14 @@ fn run_in(dir: &Path, link: Link) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How the device and its applications reach the element: a link for the device's own
+/// sessions, a PKCS#11 slot configuration for the applications.
+#[derive(Clone, Copy)]
+struct Access<'a> {
+    connect: &'a dyn Fn() -> Result<Box<dyn CardChannel + Send>, keyward_card::CardError>,
+    slot: &'a str,
+}
+
 fn device_phases(
     report: &mut Report,
     dir: &Path,
@@ -463,9 +475,9 @@ fn device_phases(
     url: &str,
     db: &Arc<keyward_server::db::Db>,
     rt: &tokio::runtime::Runtime,
-    connect: &dyn Fn() -> Result<Box<dyn CardChannel + Send>, keyward_card::CardError>,
-    slot: &str,
+    access: &Access<'_>,
 ) -> anyhow::Result<()> {
+    let Access { connect, slot } = *access;
     // 4. Production.
     let (device_id, transport) = phase(
         report,
