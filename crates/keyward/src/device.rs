@@ -103,6 +103,11 @@ pub struct ConnectArgs {
     /// Seconds per HTTP exchange.
     #[arg(long, default_value_t = 40)]
     timeout: u64,
+    /// Relay through the device's firewall: only commands under secure messaging and the plain
+    /// ones production and provisioning need reach the element (for services that work end to
+    /// end under SM, like examples/device-config).
+    #[arg(long)]
+    firewall: bool,
 }
 
 /// The element behind any transport as the RAMoverHTTP client's card.
@@ -206,16 +211,36 @@ fn connect(a: &ConnectArgs) -> anyhow::Result<()> {
         }
     };
     let mut card = Element(channel);
-    // A generic relay: any service's plain commands pass (production and provisioning use
-    // `keyward device produce|provision`, which relay through the device's firewall).
-    let summary = relay(
-        &mut card,
-        &a.url,
-        a.ca_file.as_ref(),
-        a.timeout,
-        &mut show,
-        None,
-    )?;
+    // A generic relay: without --firewall any service's plain commands pass (production and
+    // provisioning use `keyward device produce|provision`, which always relay through it).
+    let rules = a.firewall.then_some(keyward_ram::guard::BACK_END_SERVICES);
+    let summary = match &a.pin_file {
+        // A restarted session finds the PIN verified again, as the first did.
+        Some(path) => {
+            let text = Zeroizing::new(std::fs::read_to_string(path)?);
+            let pin = text.trim_end_matches(['\r', '\n']).as_bytes();
+            let mut unlocked = Unlocked {
+                element: &mut card,
+                pin,
+            };
+            relay(
+                &mut unlocked,
+                &a.url,
+                a.ca_file.as_ref(),
+                a.timeout,
+                &mut show,
+                rules,
+            )?
+        }
+        None => relay(
+            &mut card,
+            &a.url,
+            a.ca_file.as_ref(),
+            a.timeout,
+            &mut show,
+            rules,
+        )?,
+    };
     println!(
         "session complete: {} round trips, {} APDUs, {} bytes sent, {} bytes received",
         summary.round_trips, summary.apdus, summary.bytes_sent, summary.bytes_received
