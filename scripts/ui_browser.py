@@ -102,6 +102,8 @@ try:
     click("#login")
     check(lambda: "Dashboard" in call("GET", S + "/title"), "log in with an operator token")
     check(lambda: int(text("#produced")) >= 1, "the dashboard counts produced devices")
+    check(lambda: "provision" in text("#sessions") and "completed" in text("#sessions"),
+          "the dashboard lists recent RAMoverHTTP sessions")
     active_before = int(text("#active"))
     shot("ui-dashboard.png")
     go(BASE + "/ui/devices")

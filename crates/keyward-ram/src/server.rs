@@ -197,8 +197,33 @@ pub struct Metrics {
     pub duration_us_sum: AtomicU64,
 }
 
+/// What the engine remembers of a session for operators: never its cookie (a bearer secret),
+/// but a separate random reference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub reference: String,
+    pub service: String,
+    /// Unix seconds.
+    pub started_at: i64,
+    pub ended_at: Option<i64>,
+    /// Batches sent to the device so far.
+    pub batches: u64,
+    /// `None` while running; `Some(Ok)` completed; `Some(Err(reason))` failed.
+    pub outcome: Option<Result<(), String>>,
+}
+
+/// How many ended sessions the journal keeps (the running ones are always in it).
+const JOURNAL_ENDED: usize = 200;
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 /// The HTTP side of one session.
 struct Slot {
+    record: Arc<Mutex<SessionRecord>>,
     to_script: mpsc::Sender<ResponseScript>,
     from_script: tokio::sync::Mutex<mpsc::Receiver<Outgoing>>,
     /// A batch went out and its answer has not come yet.
@@ -211,6 +236,8 @@ pub struct Engine {
     cfg: EngineConfig,
     services: HashMap<String, Arc<dyn Service>>,
     sessions: Mutex<HashMap<String, Arc<Slot>>>,
+    /// Running and recently ended sessions, oldest first.
+    journal: Mutex<std::collections::VecDeque<Arc<Mutex<SessionRecord>>>>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -220,8 +247,48 @@ impl Engine {
             cfg,
             services: HashMap::new(),
             sessions: Mutex::new(HashMap::new()),
+            journal: Mutex::new(std::collections::VecDeque::new()),
             metrics: Arc::new(Metrics::default()),
         }
+    }
+
+    /// Running and recently ended sessions, newest first.
+    pub fn sessions(&self) -> Vec<SessionRecord> {
+        let journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
+        journal
+            .iter()
+            .rev()
+            .map(|r| r.lock().unwrap_or_else(|p| p.into_inner()).clone())
+            .collect()
+    }
+
+    fn journal(&self, record: Arc<Mutex<SessionRecord>>) {
+        let mut journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
+        journal.push_back(record);
+        // Forget the oldest ended sessions beyond the bound; running ones stay.
+        let ended = journal
+            .iter()
+            .filter(|r| {
+                r.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .outcome
+                    .is_some()
+            })
+            .count();
+        let mut excess = ended.saturating_sub(JOURNAL_ENDED);
+        journal.retain(|r| {
+            let done = r
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .outcome
+                .is_some();
+            if done && excess > 0 {
+                excess -= 1;
+                false
+            } else {
+                true
+            }
+        });
     }
 
     /// Registers a service under `/rt/{name}`.
@@ -251,6 +318,7 @@ impl Engine {
     /// Starts a session: registers it and runs the script in its own task.
     fn start(
         self: &Arc<Self>,
+        name: &str,
         service: Arc<dyn Service>,
         initiation: Initiation,
         params: HashMap<String, String>,
@@ -258,9 +326,20 @@ impl Engine {
         let mut id = [0u8; 16];
         getrandom::fill(&mut id).map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
         let id = hex::encode(id);
+        let mut reference = [0u8; 6];
+        getrandom::fill(&mut reference).map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
+        let record = Arc::new(Mutex::new(SessionRecord {
+            reference: hex::encode(reference),
+            service: name.to_string(),
+            started_at: unix_now(),
+            ended_at: None,
+            batches: 0,
+            outcome: None,
+        }));
         let (out_tx, out_rx) = mpsc::channel(1);
         let (in_tx, in_rx) = mpsc::channel(1);
         let slot = Arc::new(Slot {
+            record: record.clone(),
             to_script: in_tx,
             from_script: tokio::sync::Mutex::new(out_rx),
             awaiting: AtomicBool::new(false),
@@ -276,6 +355,7 @@ impl Engine {
             }
             sessions.insert(id.clone(), slot.clone());
         }
+        self.journal(record.clone());
         self.metrics
             .sessions_started
             .fetch_add(1, Ordering::Relaxed);
@@ -306,6 +386,11 @@ impl Engine {
             let m = &engine.metrics;
             m.duration_us_sum
                 .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+            {
+                let mut r = record.lock().unwrap_or_else(|p| p.into_inner());
+                r.ended_at = Some(unix_now());
+                r.outcome = Some(result.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+            }
             match result {
                 Ok(()) => {
                     m.sessions_completed.fetch_add(1, Ordering::Relaxed);
@@ -350,6 +435,10 @@ impl Engine {
         match out {
             Outgoing::Batch(body) => {
                 slot.awaiting.store(true, Ordering::SeqCst);
+                slot.record
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .batches += 1;
                 self.script_body(id, body)
             }
             Outgoing::Done => {
@@ -525,7 +614,7 @@ async fn handle(
             if let Some(old) = session_cookie(&headers) {
                 engine.lock().remove(&old);
             }
-            match engine.start(svc, init, params) {
+            match engine.start(&service, svc, init, params) {
                 Ok((id, slot)) => engine.next(&id, &slot).await,
                 Err(code) => {
                     let mut r = status(code, "too many sessions");

@@ -378,6 +378,7 @@ const PATHS: &[&str] = &[
     "/certificates/{serial}/revoke",
     "/audit",
     "/profiles",
+    "/sessions",
 ];
 
 pub fn router(p: Arc<Provisioner>) -> Router {
@@ -392,6 +393,51 @@ pub fn router(p: Arc<Provisioner>) -> Router {
         .route(&path(6), get(audit))
         .route(&path(7), get(profiles))
         .with_state(p)
+}
+
+#[derive(Serialize)]
+struct SessionView {
+    reference: String,
+    service: String,
+    started_at: i64,
+    ended_at: Option<i64>,
+    batches: u64,
+    /// `running`, `completed` or `failed`.
+    state: &'static str,
+    failure: Option<String>,
+}
+
+async fn sessions(
+    State((p, engine)): State<(Arc<Provisioner>, Arc<keyward_ram::server::Engine>)>,
+    headers: HeaderMap,
+) -> ApiResult<Vec<SessionView>> {
+    caller(&p, &headers).await?;
+    Ok(Json(
+        engine
+            .sessions()
+            .into_iter()
+            .map(|r| SessionView {
+                reference: r.reference,
+                service: r.service,
+                started_at: r.started_at,
+                ended_at: r.ended_at,
+                batches: r.batches,
+                state: match &r.outcome {
+                    None => "running",
+                    Some(Ok(())) => "completed",
+                    Some(Err(_)) => "failed",
+                },
+                failure: r.outcome.and_then(Result::err),
+            })
+            .collect(),
+    ))
+}
+
+/// `/api/v1/sessions`: the RAMoverHTTP engine's running and recent sessions.
+pub fn sessions_router(p: Arc<Provisioner>, engine: Arc<keyward_ram::server::Engine>) -> Router {
+    Router::new()
+        .route(&format!("/api/v1{}", PATHS[8]), get(sessions))
+        .with_state((p, engine))
 }
 
 #[cfg(test)]

@@ -31,6 +31,8 @@ struct UiSession {
 
 pub struct Ui {
     p: Arc<Provisioner>,
+    /// The RAMoverHTTP engine whose recent sessions the dashboard shows.
+    engine: Option<Arc<keyward_ram::server::Engine>>,
     sessions: Mutex<HashMap<String, UiSession>>,
 }
 
@@ -224,7 +226,29 @@ async fn dashboard(State(ui): State<Shared>, headers: HeaderMap) -> Response {
     for e in audit.iter().rev().take(15) {
         audit_row(&mut body, e);
     }
-    body.push_str("</table><h2>Recent failures</h2>");
+    body.push_str("</table>");
+    if let Some(engine) = &ui.engine {
+        body.push_str(
+            "<h2>Recent sessions</h2><table id=\"sessions\"><tr><th>Reference</th><th>Service</th><th>Started</th><th>Batches</th><th>State</th></tr>",
+        );
+        for s in engine.sessions().into_iter().take(15) {
+            let state = match &s.outcome {
+                None => "running".to_string(),
+                Some(Ok(())) => "completed".to_string(),
+                Some(Err(e)) => format!("failed: {e}"),
+            };
+            body.push_str(&format!(
+                "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&s.reference),
+                esc(&s.service),
+                time(s.started_at),
+                s.batches,
+                esc(&state)
+            ));
+        }
+        body.push_str("</table>");
+    }
+    body.push_str("<h2>Recent failures</h2>");
     if failures.is_empty() {
         body.push_str("<p>None.</p>");
     } else {
@@ -523,9 +547,10 @@ async fn crl(State(ui): State<Shared>, headers: HeaderMap) -> Response {
     page("Certificate revocation list", Some(&u), &body).into_response()
 }
 
-pub fn router(p: Arc<Provisioner>) -> Router {
+pub fn router(p: Arc<Provisioner>, engine: Option<Arc<keyward_ram::server::Engine>>) -> Router {
     let ui = Arc::new(Ui {
         p,
+        engine,
         sessions: Mutex::new(HashMap::new()),
     });
     Router::new()

@@ -199,10 +199,18 @@ pub fn run(a: &ServerArgs) -> anyhow::Result<()> {
                 .service("provision", ProvisioningService(provisioner.clone())),
         );
         let router = engine
+            .clone()
             .router()
+            .merge(keyward_server::api::sessions_router(
+                provisioner.clone(),
+                engine.clone(),
+            ))
             .merge(keyward_server::crl::router(provisioner.clone()))
             .merge(keyward_server::ocsp::router(provisioner.clone()))
-            .merge(keyward_server::ui::router(provisioner.clone()))
+            .merge(keyward_server::ui::router(
+                provisioner.clone(),
+                Some(engine.clone()),
+            ))
             .merge(keyward_server::api::router(provisioner));
         let addr: std::net::SocketAddr = tokio::net::lookup_host(&listen)
             .await?
