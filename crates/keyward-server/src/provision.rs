@@ -69,6 +69,69 @@ pub enum Refusal {
     },
 }
 
+/// A device authenticated as provisioning needs it: the opening batch with its answers (the
+/// chain, the element's file list, chip authentication) and the device with its secure channel.
+pub struct Authenticated {
+    pub opening: keyward_ca::batch::Batch,
+    pub answers: Vec<Vec<u8>>,
+    pub device: Device,
+}
+
+/// Provisioning's first round trip, for any service that works with a produced device: chain
+/// validation to `trust` and chip authentication (opening secure messaging), then the device's
+/// record — known here (or registered, if its chain leads to one of `external_roots`), produced,
+/// presenting the device key certified at its production, not revoked. A refusal comes with
+/// the device id, when known, for the audit log.
+pub async fn authenticate(
+    db: &Db,
+    trust: &TrustStore,
+    external_roots: &[String],
+    session: &mut Session,
+) -> Result<Result<Authenticated, (Option<String>, Refusal)>, ScriptError> {
+    let chip = ChipAuthHost::new(Curve::BrainpoolP256r1)?;
+    let opening = provisioning::opening(&chip)?;
+    let answers = session.transmit(opening.apdus().to_vec()).await?;
+    let device = match Device::read(
+        &opening,
+        &answers,
+        trust,
+        keyward_se::dev_pki::today(),
+        chip,
+    ) {
+        Ok(d) => d,
+        Err(e) => return Ok(Err((None, Refusal::Opening(e)))),
+    };
+    let id = device.identity.device_id.clone();
+    let refuse = |r: Refusal| Ok(Err((Some(id.clone()), r)));
+    match db.device_by_id(&id).await? {
+        None if external_roots.contains(&device.identity.root) => {
+            db.register_external_device(&id, &device.identity.root, &hex::encode(&device.c_devaut))
+                .await?;
+        }
+        None => return refuse(Refusal::UnknownDevice(id.clone())),
+        Some(d) if d.state != DeviceState::Produced => {
+            return refuse(Refusal::NotProduced(id.clone()));
+        }
+        // The device key must be the one certified at production: whoever holds a DICA key
+        // cannot present a new certificate for an existing device id.
+        Some(d) if !same_device_key(d.chain.as_deref(), &device.identity.public_point) => {
+            return refuse(Refusal::ChainChanged(id.clone()));
+        }
+        Some(_) => {}
+    }
+    if let Some(reason) = db.device_revocation(&id).await? {
+        return refuse(Refusal::Revoked {
+            device: id.clone(),
+            reason,
+        });
+    }
+    Ok(Ok(Authenticated {
+        opening,
+        answers,
+        device,
+    }))
+}
+
 /// Whether the recorded EF.C_DevAut (hex) certifies the public point the device presented.
 pub fn same_device_key(recorded_hex: Option<&str>, presented: &[u8]) -> bool {
     let Some(chain) = recorded_hex.and_then(|h| hex::decode(h).ok()) else {
@@ -122,50 +185,13 @@ impl Provisioner {
             }
         };
 
-        // 1. Chain and chip authentication.
-        let chip = ChipAuthHost::new(Curve::BrainpoolP256r1)?;
-        let opening = provisioning::opening(&chip)?;
-        let r = session.transmit(opening.apdus().to_vec()).await?;
-        let mut device = match Device::read(
-            &opening,
-            &r,
-            &self.trust,
-            keyward_se::dev_pki::today(),
-            chip,
-        ) {
-            Ok(d) => d,
-            Err(e) => return self.refused(None, Refusal::Opening(e)).await,
-        };
+        // 1. Chain and chip authentication, and the device's record.
+        let Authenticated { mut device, .. } =
+            match authenticate(&self.db, &self.trust, &self.external_roots, session).await? {
+                Ok(a) => a,
+                Err((device, refusal)) => return self.refused(device.as_deref(), refusal).await,
+            };
         let id = device.identity.device_id.clone();
-        match self.db.device_by_id(&id).await? {
-            None if self.external_roots.contains(&device.identity.root) => {
-                self.db
-                    .register_external_device(
-                        &id,
-                        &device.identity.root,
-                        &hex::encode(&device.c_devaut),
-                    )
-                    .await?;
-            }
-            None => {
-                return self
-                    .refused(Some(&id), Refusal::UnknownDevice(id.clone()))
-                    .await;
-            }
-            Some(d) if d.state != DeviceState::Produced => {
-                return self
-                    .refused(Some(&id), Refusal::NotProduced(id.clone()))
-                    .await;
-            }
-            // The device key must be the one certified at production: whoever holds a DICA key
-            // cannot present a new certificate for an existing device id.
-            Some(d) if !same_device_key(d.chain.as_deref(), &device.identity.public_point) => {
-                return self
-                    .refused(Some(&id), Refusal::ChainChanged(id.clone()))
-                    .await;
-            }
-            Some(_) => {}
-        }
         if let Some(old) = &renews {
             let owned = self
                 .db
@@ -175,17 +201,6 @@ impl Provisioner {
             if !owned {
                 return self.refused(Some(&id), Refusal::Renewal(old.clone())).await;
             }
-        }
-        if let Some(reason) = self.db.device_revocation(&id).await? {
-            return self
-                .refused(
-                    Some(&id),
-                    Refusal::Revoked {
-                        device: id.clone(),
-                        reason,
-                    },
-                )
-                .await;
         }
         let refuse = |source| Refusal::Provisioning {
             device: id.clone(),

@@ -17,15 +17,14 @@ use std::sync::Arc;
 
 use keyward_apdu::Command;
 use keyward_ca::batch::{Batch, OK, answer};
-use keyward_ca::provisioning::{self, Device, ProvisionError};
+use keyward_ca::provisioning::ProvisionError;
 use keyward_card::pkcs15::DataObjectDescription;
 use keyward_card::write_file_commands;
-use keyward_crypto::{Curve, HashAlg};
+use keyward_crypto::HashAlg;
 use keyward_cvc::TrustStore;
 use keyward_ram::server::{ScriptError, Service, Session};
-use keyward_server::db::{Db, DbError, DeviceState};
-use keyward_server::provision::{self, Provisioner, same_device_key};
-use keyward_sm::ChipAuthHost;
+use keyward_server::db::Db;
+use keyward_server::provision::{self, Provisioner};
 
 use crate::settings::{APPLICATION, ConfigSettings, RequestError, SettingsError};
 
@@ -103,28 +102,17 @@ impl DeviceConfigurator {
             Err(e) => return self.refused(None, e.into()).await,
         };
 
-        // 1. Chain and chip authentication: provisioning's opening, one round trip.
-        let chip = ChipAuthHost::new(Curve::BrainpoolP256r1)?;
-        let opening = provisioning::opening(&chip)?;
-        let r = session.transmit(opening.apdus().to_vec()).await?;
-        let mut device = match Device::read(
-            &opening,
-            &r,
-            &self.trust,
-            keyward_se::dev_pki::today(),
-            chip,
-        ) {
-            Ok(d) => d,
-            Err(e) => {
-                return self
-                    .refused(None, provision::Refusal::Opening(e).into())
-                    .await;
-            }
+        // 1. Chain and chip authentication and the device's record: provisioning's opening, one
+        // round trip, and its checks (known, produced, same device key, not revoked).
+        let provision::Authenticated {
+            opening,
+            answers: r,
+            mut device,
+        } = match provision::authenticate(&self.db, &self.trust, &[], session).await? {
+            Ok(a) => a,
+            Err((device, refusal)) => return self.refused(device.as_deref(), refusal.into()).await,
         };
         let id = device.identity.device_id.clone();
-        if let Some(refusal) = self.check_device(&device).await? {
-            return self.refused(Some(&id), refusal.into()).await;
-        }
         let element = |source: ProvisionError| Refusal::Element {
             device: id.clone(),
             source,
@@ -239,32 +227,6 @@ impl DeviceConfigurator {
             .await?;
         tracing::info!(device = %id, file = %format!("{value_fid:04X}"), "device configuration written");
         Ok(())
-    }
-
-    /// The device must be known here, produced, present the device key certified at its
-    /// production, and not be revoked — provisioning's checks.
-    async fn check_device(&self, device: &Device) -> Result<Option<provision::Refusal>, DbError> {
-        use provision::Refusal as R;
-        let id = &device.identity.device_id;
-        let refusal = match self.db.device_by_id(id).await? {
-            None => Some(R::UnknownDevice(id.clone())),
-            Some(d) if d.state != DeviceState::Produced => Some(R::NotProduced(id.clone())),
-            Some(d) if !same_device_key(d.chain.as_deref(), &device.identity.public_point) => {
-                Some(R::ChainChanged(id.clone()))
-            }
-            Some(_) => None,
-        };
-        if refusal.is_some() {
-            return Ok(refusal);
-        }
-        Ok(self
-            .db
-            .device_revocation(id)
-            .await?
-            .map(|reason| R::Revoked {
-                device: id.clone(),
-                reason,
-            }))
     }
 
     /// Audits the refusal and ends the session with it (a negative notify on the device).
