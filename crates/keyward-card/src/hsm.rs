@@ -60,6 +60,15 @@ pub struct InitConfig<'a> {
     pub dkek_shares: Option<u8>,
 }
 
+/// The DKEK's import state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DkekStatus {
+    pub total: u8,
+    pub outstanding: u8,
+    /// SHA-256(DKEK)[0..8] once every share is in.
+    pub kcv: Option<[u8; 8]>,
+}
+
 /// Key generation request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeySpec {
@@ -348,6 +357,44 @@ impl<C: CardChannel> Hsm<C> {
             attestation,
             description,
         })
+    }
+
+    /// IMPORT DKEK SHARE (`80 52 00 00`): adds a 32-byte share, or with `None` only asks.
+    pub fn dkek_share(&mut self, share: Option<&[u8; 32]>) -> Result<DkekStatus, HsmError> {
+        let mut cmd = Command::new(0x80, 0x52, 0, 0).with_le(256);
+        if let Some(s) = share {
+            cmd = cmd.with_data(s.to_vec());
+        }
+        let r = self.run("IMPORT DKEK SHARE", cmd)?;
+        let [total, outstanding, kcv @ ..] = r.as_slice() else {
+            return Err(HsmError::Malformed("DKEK status".into()));
+        };
+        let kcv: [u8; 8] = kcv
+            .get(..8)
+            .and_then(|k| k.try_into().ok())
+            .ok_or_else(|| HsmError::Malformed("DKEK status".into()))?;
+        Ok(DkekStatus {
+            total: *total,
+            outstanding: *outstanding,
+            kcv: (*outstanding == 0 && kcv != [0; 8]).then_some(kcv),
+        })
+    }
+
+    /// WRAP KEY (`80 72 KID 92`): the key encrypted and authenticated under the DKEK.
+    pub fn wrap_key(&mut self, kid: u8) -> Result<Vec<u8>, HsmError> {
+        self.run(
+            "WRAP KEY",
+            Command::new(0x80, 0x72, kid, 0x92).with_le(65536),
+        )
+    }
+
+    /// UNWRAP KEY (`80 74 KID 93`) with the blob inline.
+    pub fn unwrap_key(&mut self, kid: u8, blob: &[u8]) -> Result<(), HsmError> {
+        self.run(
+            "UNWRAP KEY",
+            Command::new(0x80, 0x74, kid, 0x93).with_data(blob.to_vec()),
+        )
+        .map(drop)
     }
 
     /// Usage controls of key `kid` (SELECT of `CC<kid>`, `A5` template of the FCP).

@@ -17,7 +17,7 @@ pub use device::{
     DeviceError, authenticate_device, read_attestation, read_c_devaut, select_applet, verify_device,
 };
 pub use hsm::{
-    ALG_WRAP, GeneratedKey, Hsm, HsmError, InitConfig, KeyInfo, KeyOptions, KeySpec, PinStatus,
-    generate_command, intrinsic_id, key_description, write_file_commands,
+    ALG_WRAP, DkekStatus, GeneratedKey, Hsm, HsmError, InitConfig, KeyInfo, KeyOptions, KeySpec,
+    PinStatus, generate_command, intrinsic_id, key_description, write_file_commands,
 };
 pub use secure::SecureChannel;

@@ -48,6 +48,33 @@ impl RsaKey {
         Ok(Self(key, OnceLock::new()))
     }
 
+    /// A key from modulus and exponents, its primes recovered (NIST SP 800-56B rev. 2, C.2).
+    pub fn from_exponents(n: &[u8], e: &[u8], d: &[u8]) -> Result<Self, CryptoError> {
+        let nb = BoxedUint::from_be_slice_vartime;
+        let mut key = PrivateKey::from_components(nb(n), nb(e), nb(d), Vec::new())
+            .map_err(|_| CryptoError::InvalidKey)?;
+        key.precompute().map_err(|_| CryptoError::InvalidKey)?;
+        Ok(Self(key, OnceLock::new()))
+    }
+
+    /// A key from its primes and public exponent (d computed).
+    pub fn from_primes(p: &[u8], q: &[u8], e: &[u8]) -> Result<Self, CryptoError> {
+        let nb = BoxedUint::from_be_slice_vartime;
+        let mut key =
+            PrivateKey::from_p_q(nb(p), nb(q), nb(e)).map_err(|_| CryptoError::InvalidKey)?;
+        key.precompute().map_err(|_| CryptoError::InvalidKey)?;
+        Ok(Self(key, OnceLock::new()))
+    }
+
+    /// The CRT exponents and coefficient: `(d mod (p-1), d mod (q-1), q^-1 mod p)`.
+    pub fn crt(&self) -> Result<[Zeroizing<Vec<u8>>; 3], CryptoError> {
+        let be = |v: &BoxedUint| Zeroizing::new(v.to_be_bytes_trimmed_vartime().to_vec());
+        let dp = self.0.dp().ok_or(CryptoError::InvalidKey)?;
+        let dq = self.0.dq().ok_or(CryptoError::InvalidKey)?;
+        let qinv = self.0.qinv().ok_or(CryptoError::InvalidKey)?.retrieve();
+        Ok([be(dp), be(dq), be(&qinv)])
+    }
+
     pub fn parts(&self) -> Result<RsaParts, CryptoError> {
         let [p, q] = self.0.primes() else {
             return Err(CryptoError::InvalidKey);

@@ -208,6 +208,8 @@ impl<P: Persist> Applet<P> {
             (true, 0x58) => self.enumerate(cmd),
             (true, 0x62) => self.decipher(cmd),
             (true, 0x68) => self.sign(cmd),
+            (true, 0x72) => self.wrap_key(cmd),
+            (true, 0x74) => self.unwrap_key(cmd),
             (true, 0x78) => self.cipher(cmd),
             (false, 0x20) => self.verify(cmd),
             (false, 0x22) => self.manage_security_environment(cmd),
@@ -473,6 +475,11 @@ impl<P: Persist> Applet<P> {
         }
         self.mutate(|s| {
             let file = s.files.entry(fid).or_insert_with(HexBytes::default);
+            // The blob staging file (UNWRAP KEY) is rewritten from the start, never patched: a
+            // shorter blob must not keep an earlier one's tail.
+            if fid == 0x2F10 && offset == 0 {
+                file.0.clear();
+            }
             if offset > file.0.len() {
                 return Err(Sw::WRONG_P1P2);
             }

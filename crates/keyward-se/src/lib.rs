@@ -11,6 +11,7 @@ mod applet;
 mod auth;
 mod card_manager;
 pub mod dev_pki;
+pub mod key_blob;
 mod keygen;
 mod ops;
 mod perso;
@@ -18,6 +19,7 @@ mod pin;
 pub mod state;
 pub mod storage;
 pub mod vpcd;
+mod wrap;
 
 pub use applet::{AID, ATR, Applet, MemoryStore, Persist, VERSION};
 pub use card_manager::{ISD_AID, PACKAGE_AID, dgi};

@@ -343,9 +343,12 @@ impl<P: Persist> Applet<P> {
             .dkek
             .as_ref()
             .ok_or(Sw::UNKNOWN)?;
+        // Always 10 bytes (OpenSC reads them all); the key check value once complete.
         let mut out = vec![total, dkek.outstanding];
-        if dkek.outstanding < total || total == 0 {
-            out.extend_from_slice(&Sha256::digest(&dkek.value.0)[..8]);
+        if dkek.outstanding == 0 {
+            out.extend_from_slice(&crate::key_blob::kcv(&dkek.value.0));
+        } else {
+            out.extend_from_slice(&[0; 8]);
         }
         Ok(Response::ok(out))
     }
