@@ -85,7 +85,7 @@ impl<P: Persist> Applet<P> {
                     material: unwrapped.material,
                     use_counter: None,
                     algorithms: (!unwrapped.algorithms.is_empty())
-                        .then(|| crate::state::HexBytes(unwrapped.algorithms)),
+                        .then_some(crate::state::HexBytes(unwrapped.algorithms)),
                     domain: None,
                 },
             );
