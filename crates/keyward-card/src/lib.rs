@@ -6,6 +6,7 @@
 
 mod channel;
 mod device;
+pub mod dkek_share;
 mod hsm;
 pub mod pkcs15;
 mod secure;

@@ -43,6 +43,17 @@ pub enum CryptoError {
 }
 
 /// Fills a buffer from the operating system's RNG.
+/// `MD5^count(data)`: MD5, then `count - 1` more MD5s of the result — OpenSSL's iterated
+/// `EVP_BytesToKey` step, which DKEK share files use (MD5 for compatibility, not strength).
+pub fn md5_iterated(data: &[u8], count: u32) -> Zeroizing<[u8; 16]> {
+    use md5::Digest as _;
+    let mut h: [u8; 16] = md5::Md5::digest(data).into();
+    for _ in 1..count {
+        h = md5::Md5::digest(h).into();
+    }
+    Zeroizing::new(h)
+}
+
 pub fn random(len: usize) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
     let mut buf = Zeroizing::new(vec![0u8; len]);
     getrandom::fill(&mut buf).map_err(|_| CryptoError::Rng)?;

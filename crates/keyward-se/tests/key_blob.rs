@@ -22,7 +22,10 @@ fn a_genuine_cards_backup_unwraps() {
     assert_eq!(file[4..8], [0x04, 0x82, 0x01, 0x6B]);
     let blob = &file[8..8 + 0x16B];
     let key = unwrap(&dkek, blob).unwrap();
-    assert!(key.algorithms.is_empty(), "exported without an algorithm list");
+    assert!(
+        key.algorithms.is_empty(),
+        "exported without an algorithm list"
+    );
     let KeyMaterial::Ec {
         curve,
         private,

@@ -54,6 +54,10 @@ pub struct KeygenArgs {
     /// Key slot on the element (default: the first free one).
     #[arg(long)]
     key_id: Option<u8>,
+    /// Allowed algorithm ids in hex (tag 91, e.g. 7392: ECDSA-SHA-256 and key wrap); default:
+    /// every algorithm of the key type.
+    #[arg(long)]
+    algorithms: Option<String>,
 }
 
 #[derive(Args)]
@@ -236,7 +240,21 @@ fn keygen(a: &KeygenArgs) -> anyhow::Result<()> {
         Some(h) => hex::decode(h).context("--id must be hex")?,
         None => vec![kid],
     };
-    let attestation = hsm.generate(kid, spec, &a.label, &id)?;
+    let algorithms = match &a.algorithms {
+        Some(h) => Some(hex::decode(h).context("--algorithms must be hex")?),
+        None => None,
+    };
+    let attestation = hsm
+        .generate_key(
+            kid,
+            spec,
+            &keyward_card::KeyOptions {
+                label: &a.label,
+                id: Some(&id),
+                algorithms: algorithms.as_deref(),
+            },
+        )?
+        .attestation;
     println!(
         "generated key {kid} (id {}) {}",
         hex::encode(&id),

@@ -12,6 +12,7 @@ mod card;
 mod demo;
 mod device;
 mod device_apps;
+mod dkek;
 mod renewal;
 mod se;
 mod server;
@@ -59,6 +60,12 @@ enum Command {
     Token(token::TokenCommand),
     /// Verify a device's signature (COSE_Sign1 or detached CMS) against a root.
     Verify(device_apps::VerifyArgs),
+    /// Device Key Encryption Key shares (sc-hsm-tool compatible files).
+    #[command(subcommand)]
+    Dkek(dkek::DkekCommand),
+    /// Key backup and restore under the DKEK.
+    #[command(subcommand)]
+    Key(dkek::KeyCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -87,6 +94,8 @@ fn main() -> std::process::ExitCode {
         Command::Demo(args) => demo::run(args),
         Command::Audit(cmd) => audit::run(cmd),
         Command::Token(cmd) => token::run(cmd),
+        Command::Dkek(cmd) => dkek::run_dkek(cmd),
+        Command::Key(cmd) => dkek::run_key(cmd),
         Command::Verify(a) => device_apps::verify(&a).map(|path| {
             println!("signature verified: {}", path.join(" <- "));
         }),

@@ -1,0 +1,240 @@
+//! `keyward dkek …` and `keyward key backup|restore`: DKEK shares (files compatible with OpenSC's
+//! `sc-hsm-tool`), their import into an element, and key backups under the DKEK — a backup file
+//! is `30 { 04 blob, PRKD, certificate }` as `sc-hsm-tool --wrap-key` writes it.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use keyward_apdu::tlv::Tlv;
+use keyward_card::{Hsm, HsmError, dkek_share, open_transport};
+use zeroize::Zeroizing;
+
+#[derive(Subcommand)]
+pub enum DkekCommand {
+    /// Create a DKEK share file (32 random bytes, password-protected as sc-hsm-tool does).
+    CreateShare(CreateShareArgs),
+    /// Import a share file into an element (`IMPORT DKEK SHARE`) and show the DKEK's state.
+    Import(ImportArgs),
+    /// Show an element's DKEK state: shares, outstanding, key check value.
+    Status(CardArg),
+}
+
+#[derive(Subcommand)]
+pub enum KeyCommand {
+    /// Back a key up: WRAP KEY under the DKEK, with its PKCS#15 description and certificate.
+    Backup(BackupArgs),
+    /// Restore a backup into an element that holds the same DKEK (UNWRAP KEY).
+    Restore(RestoreArgs),
+}
+
+#[derive(Args)]
+pub struct CreateShareArgs {
+    #[arg(long)]
+    out: PathBuf,
+    /// The share's password: the first line of this file.
+    #[arg(long)]
+    password_file: PathBuf,
+}
+
+#[derive(Args)]
+pub struct CardArg {
+    /// The element: pcsc:READER-PREFIX, t1:unix:PATH[?variant=…] or se:STATE-FILE.
+    #[arg(long)]
+    card: String,
+}
+
+#[derive(Args)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    card: CardArg,
+    /// The share file.
+    #[arg(long)]
+    share: PathBuf,
+    #[arg(long)]
+    password_file: PathBuf,
+}
+
+#[derive(Args)]
+pub struct BackupArgs {
+    #[command(flatten)]
+    card: CardArg,
+    #[arg(long)]
+    key_id: u8,
+    #[arg(long)]
+    out: PathBuf,
+    /// The user PIN (first line).
+    #[arg(long)]
+    pin_file: PathBuf,
+}
+
+#[derive(Args)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    card: CardArg,
+    #[arg(long)]
+    key_id: u8,
+    #[arg(long = "in")]
+    input: PathBuf,
+    #[arg(long)]
+    pin_file: PathBuf,
+    /// Replace a key, description or certificate already at that id.
+    #[arg(long)]
+    force: bool,
+}
+
+fn first_line(path: &Path) -> anyhow::Result<Zeroizing<String>> {
+    let text = Zeroizing::new(
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+    );
+    Ok(Zeroizing::new(
+        text.lines().next().unwrap_or_default().to_string(),
+    ))
+}
+
+fn print_status(s: &keyward_card::DkekStatus) {
+    println!("DKEK shares          : {}", s.total);
+    match s.kcv {
+        Some(kcv) if s.outstanding == 0 => {
+            println!("DKEK key check value : {}", hex::encode_upper(kcv))
+        }
+        _ => println!(
+            "DKEK import pending, {} share(s) still missing",
+            s.outstanding
+        ),
+    }
+}
+
+pub fn run_dkek(cmd: DkekCommand) -> anyhow::Result<()> {
+    match cmd {
+        DkekCommand::CreateShare(a) => {
+            if a.out.exists() {
+                bail!(
+                    "{} exists; a share file is never overwritten",
+                    a.out.display()
+                );
+            }
+            let password = first_line(&a.password_file)?;
+            if password.len() < 6 {
+                bail!("a share password has at least 6 characters");
+            }
+            let raw = keyward_crypto::random(32)?;
+            let mut share = Zeroizing::new([0u8; 32]);
+            share.copy_from_slice(&raw);
+            let file = dkek_share::encrypt(&share, password.as_bytes())?;
+            keyward_se::storage::write_atomically(&a.out, &file, 0o600)?;
+            println!(
+                "DKEK share written to {} (its key check value alone: {})",
+                a.out.display(),
+                hex::encode_upper(&keyward_crypto::HashAlg::Sha256.digest(&share[..])[..8])
+            );
+            Ok(())
+        }
+        DkekCommand::Import(a) => {
+            let file = std::fs::read(&a.share)
+                .with_context(|| format!("reading {}", a.share.display()))?;
+            let password = first_line(&a.password_file)?;
+            let share = dkek_share::decrypt(&file, password.as_bytes())?;
+            let mut hsm = Hsm::new(open_transport(&a.card.card)?);
+            hsm.select()?;
+            let status = hsm.dkek_share(Some(&share)).map_err(|e| match e {
+                HsmError::Status { sw, .. } if sw.0 == 0x6D00 => {
+                    anyhow::anyhow!("the element was not initialized for DKEK shares")
+                }
+                e => e.into(),
+            })?;
+            println!("DKEK share imported");
+            print_status(&status);
+            Ok(())
+        }
+        DkekCommand::Status(a) => {
+            let mut hsm = Hsm::new(open_transport(&a.card)?);
+            hsm.select()?;
+            print_status(&hsm.dkek_share(None)?);
+            Ok(())
+        }
+    }
+}
+
+/// The first TLV of a file's content (as sc-hsm-tool keeps it), if any.
+fn first_tlv(data: &[u8]) -> Option<Vec<u8>> {
+    let (t, _) = Tlv::parse(data).ok()?;
+    Some(t.raw.to_vec())
+}
+
+pub fn run_key(cmd: KeyCommand) -> anyhow::Result<()> {
+    match cmd {
+        KeyCommand::Backup(a) => {
+            let pin = first_line(&a.pin_file)?;
+            let mut hsm = Hsm::new(open_transport(&a.card.card)?);
+            hsm.select()?;
+            hsm.verify_pin(pin.as_bytes()).context("PIN verification")?;
+            let blob = hsm
+                .wrap_key(a.key_id)
+                .with_context(|| format!("WRAP KEY {}", a.key_id))?;
+            let mut content = keyward_ca::der::tlv(0x04, &blob);
+            for prefix in [0xC4, 0xCE] {
+                if let Ok(data) = hsm.read_file(u16::from_be_bytes([prefix, a.key_id]))
+                    && let Some(t) = first_tlv(&data)
+                {
+                    content.extend_from_slice(&t);
+                }
+            }
+            let file = keyward_ca::der::tlv(0x30, &content);
+            keyward_se::storage::write_atomically(&a.out, &file, 0o600)?;
+            println!(
+                "key {} wrapped under the DKEK (KCV {}) into {} ({} bytes)",
+                a.key_id,
+                hex::encode_upper(&blob[..8]),
+                a.out.display(),
+                file.len()
+            );
+            Ok(())
+        }
+        KeyCommand::Restore(a) => {
+            let file = std::fs::read(&a.input)
+                .with_context(|| format!("reading {}", a.input.display()))?;
+            let outer = Tlv::parse_exact(&file).map_err(|_| anyhow::anyhow!("not a key backup"))?;
+            let parts: Vec<Tlv<'_>> = outer.children().filter_map(Result::ok).collect();
+            let [blob, rest @ ..] = parts.as_slice() else {
+                bail!("not a key backup: no key blob");
+            };
+            if outer.tag.0 != 0x30 || blob.tag.0 != 0x04 {
+                bail!("not a key backup (30 {{ 04 blob … }})");
+            }
+            let pin = first_line(&a.pin_file)?;
+            let mut hsm = Hsm::new(open_transport(&a.card.card)?);
+            hsm.select()?;
+            hsm.verify_pin(pin.as_bytes()).context("PIN verification")?;
+            if a.force {
+                let _ = hsm.delete_key(a.key_id);
+            }
+            hsm.unwrap_key(a.key_id, blob.value).map_err(|e| match e {
+                HsmError::InvalidData => {
+                    anyhow::anyhow!(
+                        "the backup does not match this element's DKEK (or was altered)"
+                    )
+                }
+                HsmError::Status { sw, .. } if sw.0 == 0x6A89 => anyhow::anyhow!(
+                    "key {} exists on the element (--force replaces it)",
+                    a.key_id
+                ),
+                e => e.into(),
+            })?;
+            for (prefix, part) in [0xC4u8, 0xCE].into_iter().zip(rest) {
+                hsm.write_file(u16::from_be_bytes([prefix, a.key_id]), part.raw)?;
+            }
+            println!(
+                "key {} restored (KCV {}){}",
+                a.key_id,
+                hex::encode_upper(blob.value.get(..8).unwrap_or_default()),
+                match rest.len() {
+                    0 => "",
+                    1 => " with its description",
+                    _ => " with its description and certificate",
+                }
+            );
+            Ok(())
+        }
+    }
+}
