@@ -8,6 +8,7 @@ mod channel;
 mod device;
 pub mod dkek_share;
 mod hsm;
+pub mod password_shares;
 pub mod pkcs15;
 mod secure;
 

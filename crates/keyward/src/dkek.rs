@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use keyward_apdu::tlv::Tlv;
-use keyward_card::{Hsm, HsmError, dkek_share, open_transport};
+use keyward_card::{Hsm, HsmError, dkek_share, open_transport, password_shares};
 use zeroize::Zeroizing;
 
 #[derive(Subcommand)]
@@ -33,8 +33,19 @@ pub struct CreateShareArgs {
     #[arg(long)]
     out: PathBuf,
     /// The share's password: the first line of this file.
-    #[arg(long)]
-    password_file: PathBuf,
+    #[arg(long, required_unless_present = "pwd_shares_total")]
+    password_file: Option<PathBuf>,
+    /// Instead: a random password split into this many shares (3..=9), printed as sc-hsm-tool
+    /// prints them, for custodians to note.
+    #[arg(
+        long,
+        requires = "pwd_shares_threshold",
+        conflicts_with = "password_file"
+    )]
+    pwd_shares_total: Option<u64>,
+    /// …of which this many recover it.
+    #[arg(long, requires = "pwd_shares_total")]
+    pwd_shares_threshold: Option<u64>,
 }
 
 #[derive(Args)]
@@ -51,8 +62,14 @@ pub struct ImportArgs {
     /// The share file.
     #[arg(long)]
     share: PathBuf,
-    #[arg(long)]
-    password_file: PathBuf,
+    #[arg(long, required_unless_present = "prime")]
+    password_file: Option<PathBuf>,
+    /// A password split into shares: the prime (hex, `:` separators allowed)…
+    #[arg(long, requires = "password_share", conflicts_with = "password_file")]
+    prime: Option<String>,
+    /// …and the shares, ID:VALUE each (hex value), at least the threshold.
+    #[arg(long, requires = "prime")]
+    password_share: Vec<String>,
 }
 
 #[derive(Args)]
@@ -114,15 +131,42 @@ pub fn run_dkek(cmd: DkekCommand) -> anyhow::Result<()> {
                     a.out.display()
                 );
             }
-            let password = first_line(&a.password_file)?;
-            if password.len() < 6 {
-                bail!("a share password has at least 6 characters");
-            }
+            let (password, split): (Zeroizing<Vec<u8>>, _) =
+                match (&a.password_file, a.pwd_shares_total) {
+                    (Some(f), _) => {
+                        let p = first_line(f)?;
+                        if p.len() < 6 {
+                            bail!("a share password has at least 6 characters");
+                        }
+                        (Zeroizing::new(p.as_bytes().to_vec()), None)
+                    }
+                    (None, Some(total)) => {
+                        let threshold = a.pwd_shares_threshold.unwrap_or(2);
+                        let (pw, prime, shares) = password_shares::split(threshold, total)?;
+                        (
+                            Zeroizing::new(pw.to_vec()),
+                            Some((prime, shares, threshold)),
+                        )
+                    }
+                    (None, None) => bail!("give --password-file or --pwd-shares-total"),
+                };
             let raw = keyward_crypto::random(32)?;
             let mut share = Zeroizing::new([0u8; 32]);
             share.copy_from_slice(&raw);
-            let file = dkek_share::encrypt(&share, password.as_bytes())?;
+            let file = dkek_share::encrypt(&share, &password)?;
             keyward_se::storage::write_atomically(&a.out, &file, 0o600)?;
+            if let Some((prime, shares, threshold)) = split {
+                let total = shares.len();
+                println!(
+                    "The share file's password is split into {total} shares; any {threshold} recover it.\n"
+                );
+                for (i, s) in shares.iter().enumerate() {
+                    println!("Share {} of {total}\n\n", i + 1);
+                    println!("Prime       : {}", password_shares::colon_hex(prime));
+                    println!("Share ID    : {}", s.id);
+                    println!("Share value : {}\n\n", password_shares::colon_hex(s.value));
+                }
+            }
             println!(
                 "DKEK share written to {} (its key check value alone: {})",
                 a.out.display(),
@@ -133,8 +177,31 @@ pub fn run_dkek(cmd: DkekCommand) -> anyhow::Result<()> {
         DkekCommand::Import(a) => {
             let file = std::fs::read(&a.share)
                 .with_context(|| format!("reading {}", a.share.display()))?;
-            let password = first_line(&a.password_file)?;
-            let share = dkek_share::decrypt(&file, password.as_bytes())?;
+            let password: Zeroizing<Vec<u8>> = match (&a.password_file, &a.prime) {
+                (Some(f), _) => Zeroizing::new(first_line(f)?.as_bytes().to_vec()),
+                (None, Some(prime)) => {
+                    let prime = password_shares::parse_hex(prime).context("--prime: hex")?;
+                    let shares = a
+                        .password_share
+                        .iter()
+                        .map(|s| {
+                            let (id, value) =
+                                s.split_once(':').context("--password-share ID:VALUE")?;
+                            Ok(password_shares::Share {
+                                id: id.trim().parse().context("share id")?,
+                                value: password_shares::parse_hex(value)
+                                    .context("share value: hex")?,
+                            })
+                        })
+                        .collect::<anyhow::Result<Vec<_>>>()?;
+                    let pw = password_shares::recover(prime, &shares)?;
+                    // As sc-hsm-tool: the number's minimal big-endian bytes.
+                    let skip = pw.iter().take_while(|b| **b == 0).count();
+                    Zeroizing::new(pw[skip..].to_vec())
+                }
+                (None, None) => bail!("give --password-file or --prime with --password-share"),
+            };
+            let share = dkek_share::decrypt(&file, &password)?;
             let mut hsm = Hsm::new(open_transport(&a.card.card)?);
             hsm.select()?;
             let status = hsm.dkek_share(Some(&share)).map_err(|e| match e {
