@@ -95,11 +95,11 @@ fn safe_prime() -> Result<u64, SharesError> {
     }
 }
 
-/// A new password (8 bytes) and its `total` shares, `threshold` of which recover it.
-pub fn split(
-    threshold: u64,
-    total: u64,
-) -> Result<(Zeroizing<[u8; 8]>, u64, Vec<Share>), SharesError> {
+/// A split password: the password (8 bytes), the prime, the shares.
+pub type Split = (Zeroizing<[u8; 8]>, u64, Vec<Share>);
+
+/// A new password and its `total` shares, `threshold` of which recover it.
+pub fn split(threshold: u64, total: u64) -> Result<Split, SharesError> {
     if !(3..=9).contains(&total) || !(2..=total).contains(&threshold) {
         return Err(SharesError::Parameters);
     }
