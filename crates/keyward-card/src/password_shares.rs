@@ -218,7 +218,7 @@ mod tests {
             let picked: Vec<Share> = shares.iter().rev().take(threshold as usize).cloned().collect();
             prop_assert_eq!(&*recover(p, &picked).unwrap(), &*password);
             let fewer: Vec<Share> = shares.iter().take(threshold as usize - 1).cloned().collect();
-            if fewer.len() >= 1 {
+            if !fewer.is_empty() {
                 prop_assert_ne!(&*recover(p, &fewer).unwrap(), &*password);
             }
         }
