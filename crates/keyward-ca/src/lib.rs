@@ -178,6 +178,7 @@ impl<C: CardChannel> ElementKey<C> {
                 // Signing only (ECDSA on a digest, ECDSA-SHA-256): a CA key is never exported
                 // nor used for ECDH.
                 algorithms: Some(&[0x70, 0x73]),
+                domain: None,
             },
         )?;
         let request = key.attestation.ok_or(CaError::NoPublicKey(kid))?;

@@ -168,6 +168,7 @@ impl Device {
                 label,
                 id: None,
                 algorithms: None,
+                domain: None,
             },
             Some(attestation),
         )

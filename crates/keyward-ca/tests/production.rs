@@ -138,6 +138,7 @@ fn a_blank_element_is_produced_and_then_works_as_a_smartcard_hsm() {
                 label: "k",
                 id: None,
                 algorithms: None,
+                domain: None,
             },
         )
         .unwrap();

@@ -85,6 +85,8 @@ pub struct KeyOptions<'a> {
     pub id: Option<&'a [u8]>,
     /// Allowed algorithm ids (tag `91`); `None` = every algorithm of the key type.
     pub algorithms: Option<&'a [u8]>,
+    /// Key domain (tag `92`): the DKEK the key is backed up under; `None` = domain 0.
+    pub domain: Option<u8>,
 }
 
 /// A freshly generated key.
@@ -324,6 +326,7 @@ impl<C: CardChannel> Hsm<C> {
             label,
             id: Some(id),
             algorithms: None,
+            domain: None,
         };
         Ok(self.generate_key(kid, spec, &opts)?.attestation)
     }
@@ -337,7 +340,7 @@ impl<C: CardChannel> Hsm<C> {
     ) -> Result<GeneratedKey, HsmError> {
         let raw = self.run(
             generate_op(spec),
-            generate_command(kid, spec, opts.algorithms, None)?,
+            generate_command_in(kid, spec, opts.algorithms, None, opts.domain)?,
         )?;
         let attestation = match spec {
             KeySpec::Aes(_) => None,
@@ -361,11 +364,40 @@ impl<C: CardChannel> Hsm<C> {
 
     /// IMPORT DKEK SHARE (`80 52 00 00`): adds a 32-byte share, or with `None` only asks.
     pub fn dkek_share(&mut self, share: Option<&[u8; 32]>) -> Result<DkekStatus, HsmError> {
-        let mut cmd = Command::new(0x80, 0x52, 0, 0).with_le(256);
-        if let Some(s) = share {
-            cmd = cmd.with_data(s.to_vec());
+        self.key_domain(0, 0x00, share.map(|s| &s[..]))
+    }
+
+    /// The same for key domain `kd`.
+    pub fn dkek_share_in(
+        &mut self,
+        kd: u8,
+        share: Option<&[u8; 32]>,
+    ) -> Result<DkekStatus, HsmError> {
+        self.key_domain(kd, 0x00, share.map(|s| &s[..]))
+    }
+
+    /// Sets key domain `kd` up for `shares` DKEK shares (`80 52 01`; 0: a random DKEK).
+    pub fn create_key_domain(&mut self, kd: u8, shares: u8) -> Result<DkekStatus, HsmError> {
+        self.key_domain(kd, 0x01, Some(&[shares]))
+    }
+
+    /// Deletes key domain `kd` (`80 52 03`; refused while keys belong to it).
+    pub fn delete_key_domain(&mut self, kd: u8) -> Result<(), HsmError> {
+        self.run("MANAGE KEY DOMAIN", Command::new(0x80, 0x52, 0x03, kd))
+            .map(drop)
+    }
+
+    /// Forgets key domain `kd`'s DKEK and starts its share import again (`80 52 04`).
+    pub fn reset_key_domain(&mut self, kd: u8) -> Result<DkekStatus, HsmError> {
+        self.key_domain(kd, 0x04, None)
+    }
+
+    fn key_domain(&mut self, kd: u8, p1: u8, data: Option<&[u8]>) -> Result<DkekStatus, HsmError> {
+        let mut cmd = Command::new(0x80, 0x52, p1, kd).with_le(256);
+        if let Some(d) = data {
+            cmd = cmd.with_data(d.to_vec());
         }
-        let r = self.run("IMPORT DKEK SHARE", cmd)?;
+        let r = self.run("MANAGE KEY DOMAIN", cmd)?;
         let [total, outstanding, kcv @ ..] = r.as_slice() else {
             return Err(HsmError::Malformed("DKEK status".into()));
         };
@@ -541,12 +573,26 @@ pub fn generate_command(
     algorithms: Option<&[u8]>,
     use_counter: Option<u32>,
 ) -> Result<Command, HsmError> {
+    generate_command_in(kid, spec, algorithms, use_counter, None)
+}
+
+/// `generate_command` for a key of key domain `domain` (tag `92`).
+pub fn generate_command_in(
+    kid: u8,
+    spec: KeySpec,
+    algorithms: Option<&[u8]>,
+    use_counter: Option<u32>,
+    domain: Option<u8>,
+) -> Result<Command, HsmError> {
     let mut usage_ctl = Vec::new();
     if let Some(n) = use_counter {
         tlv::write(&mut usage_ctl, 0x90, &n.to_be_bytes()).map_err(CardError::from)?;
     }
     if let Some(list) = algorithms {
         tlv::write(&mut usage_ctl, 0x91, list).map_err(CardError::from)?;
+    }
+    if let Some(kd) = domain {
+        tlv::write(&mut usage_ctl, 0x92, &[kd]).map_err(CardError::from)?;
     }
     let key = match spec {
         KeySpec::Ec(curve) => ec_key_template(&curve.domain(), oid::TA_ECDSA_SHA256)

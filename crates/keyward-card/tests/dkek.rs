@@ -6,7 +6,7 @@
 //! an occupied key id, wrapping before the DKEK is complete.
 
 use keyward_apdu::StatusWord;
-use keyward_card::{Hsm, HsmError, InProcess, InitConfig, KeyOptions, KeySpec};
+use keyward_card::{CardChannel, Hsm, HsmError, InProcess, InitConfig, KeyOptions, KeySpec};
 use keyward_crypto::{Curve, HashAlg};
 use keyward_cvc::PublicKey;
 use keyward_se::{Applet, MemoryStore};
@@ -42,6 +42,7 @@ fn status_of(e: HsmError) -> u16 {
         HsmError::Status { sw, .. } => sw.0,
         HsmError::InvalidData => 0x6A80,
         HsmError::AlgorithmNotAllowed => 0x6A81,
+        HsmError::NotFound => 0x6A88,
         HsmError::NotLoggedIn => StatusWord::SECURITY_STATUS_NOT_SATISFIED.0,
         other => panic!("unexpected {other:?}"),
     }
@@ -130,6 +131,7 @@ fn keys_move_between_elements_sharing_a_dkek() {
                     label: "backup me",
                     id: Some(&[kid]),
                     algorithms: Some(algorithms),
+                    domain: None,
                 },
             )
             .unwrap();
@@ -167,6 +169,7 @@ fn keys_move_between_elements_sharing_a_dkek() {
             label: "stays",
             id: Some(&[5]),
             algorithms: Some(&[0x73]),
+            domain: None,
         },
     )
     .unwrap();
@@ -201,6 +204,7 @@ fn a_random_dkek_is_this_elements_alone() {
             label: "k",
             id: Some(&[1]),
             algorithms: Some(&[0x73, 0x92]),
+            domain: None,
         },
     )
     .unwrap();
@@ -212,4 +216,111 @@ fn a_random_dkek_is_this_elements_alone() {
     let mut none = element(None);
     none.verify_pin(PIN).unwrap();
     assert_eq!(status_of(none.unwrap_key(1, &blob).unwrap_err()), 0x6D00);
+}
+
+/// Key domains: an element with three (`97 03`, domain 0 from `92 01`), domains set up with
+/// their own shares; a key generated in domain 1 is wrapped under domain 1's DKEK and lands in
+/// whichever domain of another element holds that DKEK; a domain with keys cannot be deleted.
+#[test]
+fn key_domains_keep_separate_dkeks() {
+    let mut a = element(Some(1));
+    a.verify_pin(PIN).unwrap();
+    // This element was made with one domain (92 only): domain 1 does not exist.
+    assert!(a.create_key_domain(1, 1).is_err());
+
+    let ca = keyward_se::dev_pki::DevCa::open_or_create(
+        &std::env::temp_dir().join(format!("keyward-dkek-test-{}", std::process::id())),
+    )
+    .unwrap();
+    let with_domains = |count: u8| {
+        let mut hsm = Hsm::new(InProcess(Applet::new(
+            ca.new_element().unwrap(),
+            MemoryStore,
+        )));
+        hsm.select().unwrap();
+        // INITIALIZE with 92 01 and 97 count, by hand (InitConfig has no domain count).
+        let mut data = vec![0x80, 0x02, 0x00, 0x01, 0x81, PIN.len() as u8];
+        data.extend_from_slice(PIN);
+        data.extend_from_slice(&[0x82, 0x08]);
+        data.extend_from_slice(b"57621880");
+        data.extend_from_slice(&[0x91, 0x01, 0x03, 0x92, 0x01, 0x01, 0x97, 0x01, count]);
+        let r = hsm
+            .channel()
+            .transmit(&keyward_apdu::Command::new(0x80, 0x50, 0, 0).with_data(data))
+            .unwrap();
+        assert_eq!(r.sw, StatusWord::SUCCESS);
+        hsm.verify_pin(PIN).unwrap();
+        hsm
+    };
+    let mut x = with_domains(3);
+    let mut y = with_domains(3);
+    // Domain 1 is declared but not set up; domain 3 does not exist.
+    assert_eq!(status_of(x.dkek_share_in(1, None).unwrap_err()), 0x6A88);
+    assert_eq!(status_of(x.dkek_share_in(3, None).unwrap_err()), 0x6A86);
+    for hsm in [&mut x, &mut y] {
+        hsm.dkek_share_in(0, Some(&[0x01; 32])).unwrap();
+    }
+    // Domain 1 on X and domain 2 on Y share one DKEK; X's domain 2 another.
+    let s = x.create_key_domain(1, 1).unwrap();
+    assert_eq!((s.total, s.outstanding), (1, 1));
+    x.dkek_share_in(1, Some(&[0x22; 32])).unwrap();
+    x.create_key_domain(2, 1).unwrap();
+    x.dkek_share_in(2, Some(&[0x33; 32])).unwrap();
+    y.create_key_domain(2, 1).unwrap();
+    let s = y.dkek_share_in(2, Some(&[0x22; 32])).unwrap();
+    assert_eq!(s.kcv, x.dkek_share_in(1, None).unwrap().kcv);
+    // Setting up a domain twice is refused.
+    assert!(x.create_key_domain(1, 2).is_err());
+
+    let key = x
+        .generate_key(
+            7,
+            KeySpec::Ec(Curve::Secp256r1),
+            &KeyOptions {
+                label: "in domain 1",
+                id: Some(&[7]),
+                algorithms: Some(&[0x73, 0x92]),
+                domain: Some(1),
+            },
+        )
+        .unwrap();
+    let blob = x.wrap_key(7).unwrap();
+    assert_eq!(
+        Some(blob[..8].try_into().unwrap()),
+        x.dkek_share_in(1, None).unwrap().kcv
+    );
+    assert_ne!(
+        Some(blob[..8].try_into().unwrap()),
+        x.dkek_share_in(0, None).unwrap().kcv
+    );
+    y.unwrap_key(7, &blob).unwrap();
+    sign_ok(
+        &mut y,
+        7,
+        &key.attestation.unwrap().request.body.public_key,
+        Some(Curve::Secp256r1),
+    );
+    // On Y the key belongs to domain 2 now: that domain cannot go, domain 1 (unused) can.
+    assert_eq!(status_of(y.delete_key_domain(2).unwrap_err()), 0x6A89);
+    assert_eq!(status_of(x.delete_key_domain(1).unwrap_err()), 0x6A89);
+    x.delete_key(7).unwrap();
+    x.delete_key_domain(1).unwrap();
+    assert_eq!(status_of(x.dkek_share_in(1, None).unwrap_err()), 0x6A88);
+    // Keys cannot be made in a domain that is not set up.
+    assert!(
+        x.generate_key(
+            8,
+            KeySpec::Ec(Curve::Secp256r1),
+            &KeyOptions {
+                label: "nowhere",
+                id: Some(&[8]),
+                algorithms: None,
+                domain: Some(1),
+            },
+        )
+        .is_err()
+    );
+    // 80 52 04: the DKEK is forgotten, the import starts again.
+    let s = x.reset_key_domain(2).unwrap();
+    assert_eq!((s.total, s.outstanding, s.kcv), (1, 1, None));
 }

@@ -845,6 +845,7 @@ impl Module {
                         label: &label,
                         id: id.as_deref(),
                         algorithms: Some(&list),
+                        domain: None,
                     },
                 )
             })?;
@@ -886,6 +887,7 @@ impl Module {
                         label: &label,
                         id: Some(&id),
                         algorithms: None,
+                        domain: None,
                     },
                 )
             })?;

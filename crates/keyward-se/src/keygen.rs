@@ -136,6 +136,18 @@ fn strip(v: &[u8]) -> &[u8] {
 }
 
 impl<P: Persist> Applet<P> {
+    /// A key may belong to a key domain only once that domain's DKEK is complete.
+    fn check_domain(&self, domain: Option<u8>) -> Result<(), Sw> {
+        let Some(kd) = domain else {
+            return Ok(());
+        };
+        match self.require_initialized()?.domain(kd) {
+            Some((_, d)) if d.outstanding == 0 => Ok(()),
+            Some(_) => Err(Sw::CONDITIONS_NOT_SATISFIED),
+            None => Err(Sw::REFERENCE_NOT_FOUND),
+        }
+    }
+
     fn check_key_creation(&self, kid: u8) -> Result<(), Sw> {
         let config = self.require_initialized()?;
         self.require_user()?;
@@ -157,6 +169,7 @@ impl<P: Persist> Applet<P> {
         }
         self.check_key_creation(kid)?;
         let spec = KeySpec::parse(cmd.data)?;
+        self.check_domain(spec.usage.domain)?;
         let (key, material, public_key) = match spec.kind {
             KeyKind::Rsa { bits } => {
                 let k = RsaKey::generate(bits).map_err(|_| Sw::UNKNOWN)?;
@@ -258,6 +271,7 @@ impl<P: Persist> Applet<P> {
                 return Err(Sw::WRONG_DATA);
             }
         }
+        self.check_domain(usage.domain)?;
         let key = crypto::random(len).map_err(|_| Sw::UNKNOWN)?;
         let object = usage.into_object(KeyMaterial::Aes {
             key: SecretBytes::from_zeroizing(key),

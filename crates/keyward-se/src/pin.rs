@@ -163,19 +163,14 @@ impl<P: Persist> Applet<P> {
             },
             so_pin: Pin::new(so_pin, SO_PIN_TRIES, false)?,
             dkek_shares: p.dkek_shares,
+            // `92 00`: the element makes up a random DKEK of its own.
             dkek: match p.dkek_shares {
-                // `92 00`: the element makes up a random DKEK of its own.
-                Some(0) => Some(Dkek {
-                    outstanding: 0,
-                    value: SecretBytes::new(crypto::random(32).map_err(|_| Sw::UNKNOWN)?.to_vec()),
-                }),
-                Some(n) => Some(Dkek {
-                    outstanding: n,
-                    value: SecretBytes::new(vec![0; 32]),
-                }),
+                Some(n) => Some(Dkek::new(n).map_err(|_| Sw::UNKNOWN)?),
                 None => None,
             },
             pka: p.pka,
+            domain_count: p.domains,
+            domains: Vec::new(),
         };
         let mut new_config = Some(new_config);
         let wipe = move |s: &mut State| {
@@ -299,50 +294,114 @@ impl<P: Persist> Applet<P> {
         Ok(Response::ok(Vec::new()))
     }
 
-    /// IMPORT DKEK SHARE (`80 52 00 00`), with or without a share: `total ‖ outstanding ‖ KCV`.
+    /// MANAGE KEY DOMAIN / IMPORT DKEK SHARE (`80 52 P1 KD`): P1 `00` query or import a share,
+    /// `01` set the domain up for N shares, `03` delete it (refused while keys belong to it),
+    /// `04` forget its DKEK and start the import again. Answers `total ‖ outstanding ‖ KCV`
+    /// (10 bytes; the KCV zero until every share is in), except `03`.
     pub(crate) fn dkek_share(&mut self, cmd: &CommandView<'_>) -> CmdResult {
-        if cmd.p1 != 0 {
-            return Err(Sw::INCORRECT_P1P2);
-        }
-        if cmd.p2 != 0 {
-            // Further key domains come with the DKEK work.
-            return Err(Sw::INCORRECT_P1P2);
-        }
-        let config = self.state.config.as_ref();
-        let (total, dkek) = match (
-            config.and_then(|c| c.dkek_shares),
-            config.and_then(|c| c.dkek.as_ref()),
-        ) {
-            (Some(n), Some(d)) => (n, d),
-            // No DKEK configured: no shares, none outstanding, no key check value.
-            _ if cmd.data.is_empty() => return Ok(Response::ok(vec![0; 10])),
-            _ => return Err(Sw::CONDITIONS_NOT_SATISFIED),
+        let kd = cmd.p2;
+        let Some(config) = self.state.config.as_ref() else {
+            // Not initialized: an empty status for the query sc-hsm-tool makes anyway.
+            return match (cmd.p1, cmd.data.is_empty()) {
+                (0, true) => Ok(Response::ok(vec![0; 10])),
+                _ => Err(Sw::CONDITIONS_NOT_SATISFIED),
+            };
         };
-        if !cmd.data.is_empty() {
-            if cmd.data.len() != 32 {
-                return Err(Sw::WRONG_LENGTH);
-            }
-            if dkek.outstanding == 0 {
-                return Err(Sw::CONDITIONS_NOT_SATISFIED);
-            }
-            self.mutate(|s| {
-                let d = s
-                    .config
-                    .as_mut()
-                    .and_then(|c| c.dkek.as_mut())
-                    .ok_or(Sw::UNKNOWN)?;
-                for (a, b) in d.value.0.iter_mut().zip(cmd.data) {
-                    *a ^= b;
-                }
-                d.outstanding -= 1;
-                Ok(())
-            })?;
+        let count = config.domain_count();
+        if count == 0 {
+            // Neither DKEK nor key domains: answer an empty status to queries.
+            return match (cmd.p1, cmd.data.is_empty()) {
+                (0, true) if kd == 0 => Ok(Response::ok(vec![0; 10])),
+                _ => Err(Sw::INS_NOT_SUPPORTED),
+            };
         }
-        let dkek = self
+        if kd >= count {
+            return Err(Sw::INCORRECT_P1P2);
+        }
+        match cmd.p1 {
+            0x00 if cmd.data.is_empty() => {}
+            0x00 => {
+                if cmd.data.len() != 32 {
+                    return Err(Sw::WRONG_LENGTH);
+                }
+                if kd != 0 {
+                    self.require_user()?;
+                }
+                let config = self.require_initialized()?;
+                match config.domain(kd) {
+                    None => return Err(Sw::REFERENCE_NOT_FOUND),
+                    Some((_, d)) if d.outstanding == 0 => return Err(Sw::COMMAND_NOT_ALLOWED),
+                    Some(_) => {}
+                }
+                self.mutate(|s| {
+                    let c = s.config.as_mut().ok_or(Sw::UNKNOWN)?;
+                    let (_, d) = c.domain(kd).ok_or(Sw::UNKNOWN)?;
+                    let mut d = d.clone();
+                    for (a, b) in d.value.0.iter_mut().zip(cmd.data) {
+                        *a ^= b;
+                    }
+                    d.outstanding -= 1;
+                    c.set_domain(kd, Some(d));
+                    Ok(())
+                })?;
+            }
+            0x01 => {
+                self.require_user()?;
+                let [n] = cmd.data else {
+                    return Err(Sw::WRONG_LENGTH);
+                };
+                if self.require_initialized()?.domain(kd).is_some() {
+                    return Err(Sw::INCORRECT_P1P2);
+                }
+                let d = Dkek::new(*n).map_err(|_| Sw::UNKNOWN)?;
+                self.mutate(|s| {
+                    s.config
+                        .as_mut()
+                        .ok_or(Sw::UNKNOWN)?
+                        .set_domain(kd, Some(d));
+                    Ok(())
+                })?;
+            }
+            0x03 => {
+                self.require_user()?;
+                if self.require_initialized()?.domain(kd).is_none() {
+                    return Err(Sw::REFERENCE_NOT_FOUND);
+                }
+                if self
+                    .state
+                    .keys
+                    .values()
+                    .any(|k| k.domain.unwrap_or(0) == kd)
+                {
+                    return Err(Sw::FILE_EXISTS);
+                }
+                self.mutate(|s| {
+                    s.config.as_mut().ok_or(Sw::UNKNOWN)?.set_domain(kd, None);
+                    Ok(())
+                })?;
+                return Ok(Response::ok(Vec::new()));
+            }
+            0x04 => {
+                self.require_user()?;
+                let total = match self.require_initialized()?.domain(kd) {
+                    Some((total, _)) => total,
+                    None => return Err(Sw::REFERENCE_NOT_FOUND),
+                };
+                let d = Dkek::new(total).map_err(|_| Sw::UNKNOWN)?;
+                self.mutate(|s| {
+                    s.config
+                        .as_mut()
+                        .ok_or(Sw::UNKNOWN)?
+                        .set_domain(kd, Some(d));
+                    Ok(())
+                })?;
+            }
+            _ => return Err(Sw::INCORRECT_P1P2),
+        }
+        let (total, dkek) = self
             .require_initialized()?
-            .dkek
-            .as_ref()
-            .ok_or(Sw::UNKNOWN)?;
+            .domain(kd)
+            .ok_or(Sw::REFERENCE_NOT_FOUND)?;
         // Always 10 bytes (OpenSC reads them all); the key check value once complete.
         let mut out = vec![total, dkek.outstanding];
         if dkek.outstanding == 0 {
@@ -362,6 +421,7 @@ struct InitParams<'a> {
     retries: u8,
     dkek_shares: Option<u8>,
     pka: Option<(u8, u8)>,
+    domains: u8,
 }
 
 impl<'a> InitParams<'a> {
@@ -373,6 +433,7 @@ impl<'a> InitParams<'a> {
             retries: 3,
             dkek_shares: None,
             pka: None,
+            domains: 0,
         };
         for item in tlv::TlvIter::new(data) {
             let item = item.map_err(|_| Sw::WRONG_DATA)?;
@@ -385,7 +446,8 @@ impl<'a> InitParams<'a> {
                 (0x93, [m, n]) if (1..=90).contains(m) && (1..=*m).contains(n) => {
                     p.pka = Some((*m, *n))
                 }
-                // Biometric servers and key-domain counts are not supported by this element.
+                (0x97, [n]) if (1..=16).contains(n) => p.domains = *n,
+                // Biometric servers are not supported by this element.
                 _ => return Err(Sw::WRONG_DATA),
             }
         }

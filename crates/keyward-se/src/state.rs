@@ -165,17 +165,69 @@ pub struct Config {
     /// Public-key authentication `(m, n)` from tag `93`, recorded for that feature.
     #[serde(default)]
     pub pka: Option<(u8, u8)>,
+    /// Key domains declared by tag `97` (domain 0 is the DKEK above).
+    #[serde(default)]
+    pub domain_count: u8,
+    /// Key domains 1.. (index `kd - 1`); `None`: not set up (`80 52 01` sets one up).
+    #[serde(default)]
+    pub domains: Vec<Option<Dkek>>,
 }
 
 impl Config {
     pub const OPT_RESET_RETRY_COUNTER: u16 = 0x0001;
     pub const OPT_TRANSPORT_PIN: u16 = 0x0002;
+
+    /// How many key domains exist (domain 0 exists whenever a DKEK is configured).
+    pub fn domain_count(&self) -> u8 {
+        self.domain_count.max(u8::from(self.dkek_shares.is_some()))
+    }
+
+    /// Key domain `kd` as set up: its share count and DKEK state.
+    pub fn domain(&self, kd: u8) -> Option<(u8, &Dkek)> {
+        if kd == 0 {
+            return Some((self.dkek_shares?, self.dkek.as_ref()?));
+        }
+        let d = self.domains.get(usize::from(kd) - 1)?.as_ref()?;
+        Some((d.total, d))
+    }
+
+    /// Sets key domain `kd` up (or, with `None`, removes it).
+    pub fn set_domain(&mut self, kd: u8, dkek: Option<Dkek>) {
+        if kd == 0 {
+            self.dkek_shares = dkek.as_ref().map(|d| d.total);
+            self.dkek = dkek;
+            return;
+        }
+        let i = usize::from(kd) - 1;
+        if self.domains.len() <= i {
+            self.domains.resize(i + 1, None);
+        }
+        self.domains[i] = dkek;
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Dkek {
     pub outstanding: u8,
     pub value: SecretBytes,
+    /// Shares the DKEK is made of (domain 0 also records it as `dkek_shares`).
+    #[serde(default)]
+    pub total: u8,
+}
+
+impl Dkek {
+    /// A domain waiting for `total` shares; with none, a random DKEK of the element's own.
+    pub fn new(total: u8) -> Result<Self, keyward_crypto::CryptoError> {
+        Ok(Self {
+            outstanding: total,
+            value: SecretBytes::new(if total == 0 {
+                keyward_crypto::random(32)?.to_vec()
+            } else {
+                vec![0; 32]
+            }),
+            total,
+        })
+    }
 }
 
 /// A PIN: salted SHA-256 of the value, its length, and the retry counter.

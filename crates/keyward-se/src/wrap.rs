@@ -14,15 +14,17 @@ const ALG_WRAP: u8 = 0x92;
 const STAGING: u16 = 0x2F10;
 
 impl<P: Persist> Applet<P> {
-    /// The complete DKEK, if the element has one.
-    fn dkek(&self) -> Result<Vec<u8>, Sw> {
+    /// The complete DKEK of key domain `kd`.
+    fn dkek(&self, kd: u8) -> Result<Vec<u8>, Sw> {
         let config = self.require_initialized()?;
-        match &config.dkek {
-            Some(d) if d.outstanding == 0 => Ok(d.value.0.clone()),
-            // Shares still outstanding: no DKEK to wrap under yet.
-            Some(_) => Err(Sw::REFERENCE_NOT_FOUND),
+        if config.domain_count() == 0 {
             // Initialized without DKEK: the function does not exist on this element.
-            None => Err(Sw::INS_NOT_SUPPORTED),
+            return Err(Sw::INS_NOT_SUPPORTED);
+        }
+        match config.domain(kd) {
+            Some((_, d)) if d.outstanding == 0 => Ok(d.value.0.clone()),
+            // Not set up, or shares still outstanding: no DKEK to wrap under.
+            _ => Err(Sw::REFERENCE_NOT_FOUND),
         }
     }
 
@@ -36,8 +38,8 @@ impl<P: Persist> Applet<P> {
             // The device key never leaves the element.
             return Err(Sw::CONDITIONS_NOT_SATISFIED);
         }
-        let dkek = zeroize::Zeroizing::new(self.dkek()?);
         let key = self.state.keys.get(&kid).ok_or(Sw::REFERENCE_NOT_FOUND)?;
+        let dkek = zeroize::Zeroizing::new(self.dkek(key.domain.unwrap_or(0))?);
         let algorithms = key.algorithms.as_ref().map(|a| a.0.clone());
         if algorithms.as_ref().is_some_and(|a| !a.contains(&ALG_WRAP)) {
             return Err(Sw::FUNCTION_NOT_SUPPORTED);
@@ -56,7 +58,10 @@ impl<P: Persist> Applet<P> {
         if kid == 0 {
             return Err(Sw::INCORRECT_P1P2);
         }
-        let dkek = zeroize::Zeroizing::new(self.dkek()?);
+        let count = self.require_initialized()?.domain_count();
+        if count == 0 {
+            return Err(Sw::INS_NOT_SUPPORTED);
+        }
         if self.state.keys.contains_key(&kid) {
             return Err(Sw::FILE_EXISTS);
         }
@@ -70,6 +75,19 @@ impl<P: Persist> Applet<P> {
         } else {
             cmd.data.to_vec()
         };
+        // The key domain whose DKEK the blob names (its key check value).
+        let domain = (0..count).find(|kd| {
+            self.dkek(*kd)
+                .is_ok_and(|d| blob.get(..8) == Some(&key_blob::kcv(&d)[..]))
+        });
+        let Some(domain) = domain else {
+            tracing::warn!(
+                kid,
+                "UNWRAP KEY refused: no key domain holds the blob's DKEK"
+            );
+            return Err(Sw::WRONG_DATA);
+        };
+        let dkek = zeroize::Zeroizing::new(self.dkek(domain)?);
         let unwrapped = match key_blob::unwrap(&dkek, &blob) {
             Ok(u) => u,
             Err(BlobError::Unsupported(_)) => return Err(Sw::FUNCTION_NOT_SUPPORTED),
@@ -86,7 +104,7 @@ impl<P: Persist> Applet<P> {
                     use_counter: None,
                     algorithms: (!unwrapped.algorithms.is_empty())
                         .then_some(crate::state::HexBytes(unwrapped.algorithms)),
-                    domain: None,
+                    domain: (domain != 0).then_some(domain),
                 },
             );
             // A staged blob is used once.

@@ -58,6 +58,9 @@ pub struct KeygenArgs {
     /// every algorithm of the key type.
     #[arg(long)]
     algorithms: Option<String>,
+    /// Key domain (tag 92): the DKEK the key is backed up under (default 0).
+    #[arg(long)]
+    domain: Option<u8>,
 }
 
 #[derive(Args)]
@@ -252,6 +255,7 @@ fn keygen(a: &KeygenArgs) -> anyhow::Result<()> {
                 label: &a.label,
                 id: Some(&id),
                 algorithms: algorithms.as_deref(),
+                domain: a.domain,
             },
         )?
         .attestation;

@@ -17,7 +17,34 @@ pub enum DkekCommand {
     /// Import a share file into an element (`IMPORT DKEK SHARE`) and show the DKEK's state.
     Import(ImportArgs),
     /// Show an element's DKEK state: shares, outstanding, key check value.
-    Status(CardArg),
+    Status(StatusArgs),
+    /// Set a key domain up for N shares (`80 52 01`; 0 shares: a random DKEK of its own).
+    CreateDomain(DomainArgs),
+    /// Delete a key domain (refused while keys belong to it).
+    DeleteDomain(DomainArgs),
+}
+
+#[derive(Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    card: CardArg,
+    /// Key domain (default 0, the element's DKEK).
+    #[arg(long, default_value_t = 0)]
+    domain: u8,
+}
+
+#[derive(Args)]
+pub struct DomainArgs {
+    #[command(flatten)]
+    card: CardArg,
+    #[arg(long)]
+    domain: u8,
+    /// Shares the domain's DKEK is made of (create only).
+    #[arg(long, default_value_t = 1)]
+    shares: u8,
+    /// The user PIN (first line).
+    #[arg(long)]
+    pin_file: PathBuf,
 }
 
 #[derive(Subcommand)]
@@ -70,6 +97,12 @@ pub struct ImportArgs {
     /// …and the shares, ID:VALUE each (hex value), at least the threshold.
     #[arg(long, requires = "prime")]
     password_share: Vec<String>,
+    /// Key domain the share is for (default 0, the element's DKEK).
+    #[arg(long, default_value_t = 0)]
+    domain: u8,
+    /// The user PIN (first line), needed for domains other than 0.
+    #[arg(long)]
+    pin_file: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -204,23 +237,57 @@ pub fn run_dkek(cmd: DkekCommand) -> anyhow::Result<()> {
             let share = dkek_share::decrypt(&file, &password)?;
             let mut hsm = Hsm::new(open_transport(&a.card.card)?);
             hsm.select()?;
-            let status = hsm.dkek_share(Some(&share)).map_err(|e| match e {
-                HsmError::Status { sw, .. } if sw.0 == 0x6D00 => {
-                    anyhow::anyhow!("the element was not initialized for DKEK shares")
-                }
-                e => e.into(),
-            })?;
+            if let Some(f) = &a.pin_file {
+                hsm.verify_pin(first_line(f)?.as_bytes())
+                    .context("PIN verification")?;
+            }
+            let status = hsm
+                .dkek_share_in(a.domain, Some(&share))
+                .map_err(|e| match e {
+                    HsmError::Status { sw, .. } if sw.0 == 0x6D00 => {
+                        anyhow::anyhow!("the element was not initialized for DKEK shares")
+                    }
+                    e => e.into(),
+                })?;
             println!("DKEK share imported");
             print_status(&status);
             Ok(())
         }
         DkekCommand::Status(a) => {
-            let mut hsm = Hsm::new(open_transport(&a.card)?);
+            let mut hsm = Hsm::new(open_transport(&a.card.card)?);
             hsm.select()?;
-            print_status(&hsm.dkek_share(None)?);
+            print_status(&hsm.dkek_share_in(a.domain, None)?);
+            Ok(())
+        }
+        DkekCommand::CreateDomain(a) => {
+            let mut hsm = domain_session(&a)?;
+            let status = hsm.create_key_domain(a.domain, a.shares)?;
+            println!("key domain {} set up", a.domain);
+            print_status(&status);
+            Ok(())
+        }
+        DkekCommand::DeleteDomain(a) => {
+            let mut hsm = domain_session(&a)?;
+            hsm.delete_key_domain(a.domain).map_err(|e| match e {
+                HsmError::Status { sw, .. } if sw.0 == 0x6A89 => {
+                    anyhow::anyhow!("keys still belong to key domain {}", a.domain)
+                }
+                e => e.into(),
+            })?;
+            println!("key domain {} deleted", a.domain);
             Ok(())
         }
     }
+}
+
+fn domain_session(
+    a: &DomainArgs,
+) -> anyhow::Result<Hsm<Box<dyn keyward_card::CardChannel + Send>>> {
+    let mut hsm = Hsm::new(open_transport(&a.card.card)?);
+    hsm.select()?;
+    hsm.verify_pin(first_line(&a.pin_file)?.as_bytes())
+        .context("PIN verification")?;
+    Ok(hsm)
 }
 
 /// The first TLV of a file's content (as sc-hsm-tool keeps it), if any.
