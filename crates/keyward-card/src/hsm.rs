@@ -60,6 +60,31 @@ pub struct InitConfig<'a> {
     pub dkek_shares: Option<u8>,
 }
 
+/// Public-key authentication's state: keys `m`, still to register, `n` needed, authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PkaStatus {
+    pub total: u8,
+    pub missing: u8,
+    pub required: u8,
+    pub authenticated: u8,
+}
+
+impl PkaStatus {
+    fn parse(r: &[u8]) -> Result<Self, HsmError> {
+        match r {
+            [total, missing, required, authenticated, ..] => Ok(Self {
+                total: *total,
+                missing: *missing,
+                required: *required,
+                authenticated: *authenticated,
+            }),
+            _ => Err(HsmError::Malformed(
+                "public key authentication status".into(),
+            )),
+        }
+    }
+}
+
 /// The DKEK's import state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DkekStatus {
@@ -410,6 +435,82 @@ impl<C: CardChannel> Hsm<C> {
             outstanding: *outstanding,
             kcv: (*outstanding == 0 && kcv != [0; 8]).then_some(kcv),
         })
+    }
+
+    /// Makes a certificate's key known to the element: MSE SET DST with its issuer's CHR, then
+    /// PSO VERIFY CERTIFICATE (the issuer must be a root the element knows, or verified before).
+    pub fn verify_certificate(&mut self, cert: &keyward_cvc::Certificate) -> Result<(), HsmError> {
+        let car = cert
+            .body
+            .car
+            .clone()
+            .ok_or_else(|| HsmError::Malformed("certificate without CAR".into()))?;
+        let mut dst = Vec::new();
+        tlv::write(&mut dst, 0x83, &car).map_err(CardError::from)?;
+        self.run(
+            "MSE SET DST",
+            Command::new(0, 0x22, 0x81, 0xB6).with_data(dst),
+        )?;
+        let value = tlv::Tlv::parse_exact(&cert.raw)
+            .map_err(|_| HsmError::Malformed("certificate".into()))?
+            .value
+            .to_vec();
+        self.run(
+            "PSO VERIFY CERTIFICATE",
+            Command::new(0, 0x2A, 0x00, 0xBE).with_data(value),
+        )
+        .map(drop)
+    }
+
+    /// Registers a custodian's key for public-key authentication (`80 54 00 00`): its
+    /// authenticated request, whose signer's certificate chain was made known with
+    /// [`Self::verify_certificate`].
+    pub fn register_public_key(
+        &mut self,
+        request: &AuthenticatedRequest,
+    ) -> Result<PkaStatus, HsmError> {
+        let value = tlv::Tlv::parse_exact(&request.raw)
+            .map_err(|_| HsmError::Malformed("authenticated request".into()))?
+            .value
+            .to_vec();
+        let r = self.run(
+            "REGISTER PUBLIC KEY",
+            Command::new(0x80, 0x54, 0, 0).with_data(value).with_le(256),
+        )?;
+        PkaStatus::parse(&r)
+    }
+
+    /// Public-key authentication's state (`80 54 00 00`).
+    pub fn pka_status(&mut self) -> Result<PkaStatus, HsmError> {
+        let r = self.run(
+            "PUBLIC KEY AUTHENTICATION STATUS",
+            Command::new(0x80, 0x54, 0, 0).with_le(256),
+        )?;
+        PkaStatus::parse(&r)
+    }
+
+    /// One custodian's authentication: selects the registered key `chr`, takes a challenge,
+    /// and sends what `sign` makes of SHA-256's input `device id ‖ challenge` (the custodian
+    /// element signs it with ECDSA-SHA-256).
+    pub fn authenticate_public_key(
+        &mut self,
+        chr: &[u8],
+        device_id: &[u8],
+        sign: impl FnOnce(&[u8]) -> Result<Vec<u8>, HsmError>,
+    ) -> Result<(), HsmError> {
+        let mut at = Vec::new();
+        tlv::write(&mut at, 0x83, chr).map_err(CardError::from)?;
+        self.run(
+            "MSE SET AT",
+            Command::new(0, 0x22, 0x81, 0xA4).with_data(at),
+        )?;
+        let challenge = self.run("GET CHALLENGE", Command::new(0, 0x84, 0, 0).with_le(8))?;
+        let signature = sign(&[device_id, &challenge].concat())?;
+        self.run(
+            "EXTERNAL AUTHENTICATE",
+            Command::new(0, 0x82, 0, 0).with_data(signature),
+        )
+        .map(drop)
     }
 
     /// WRAP KEY (`80 72 KID 92`): the key encrypted and authenticated under the DKEK.

@@ -20,7 +20,7 @@ pub use device::{
 };
 pub use hsm::{
     ALG_WRAP, DkekStatus, GeneratedKey, Hsm, HsmError, InitConfig, KeyInfo, KeyOptions, KeySpec,
-    PinStatus, generate_command, generate_command_in, intrinsic_id, key_description,
+    PinStatus, PkaStatus, generate_command, generate_command_in, intrinsic_id, key_description,
     write_file_commands,
 };
 pub use secure::SecureChannel;

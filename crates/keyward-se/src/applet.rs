@@ -88,6 +88,13 @@ pub(crate) struct Session {
     pub dst: Option<Vec<u8>>,
     /// Public keys of certificates verified with PSO VERIFY CERTIFICATE, by CHR.
     pub verified: Vec<(Vec<u8>, keyward_cvc::PublicKey)>,
+    /// The user PIN verified (on its own the user only if no public-key authentication is set).
+    pub pin_verified: bool,
+    /// Public-key authentication: the key MSE SET AT selected, the last challenge, and the
+    /// keys that authenticated.
+    pub pka_selected: Option<Vec<u8>>,
+    pub challenge: Option<Vec<u8>>,
+    pub pka_done: Vec<Vec<u8>>,
 }
 
 pub(crate) type CmdResult = Result<Response, Sw>;
@@ -185,6 +192,22 @@ impl<P: Persist> Applet<P> {
     fn end_secure_messaging(&mut self) {
         self.session.sm = None;
         self.session.user_verified = false;
+        self.session.pin_verified = false;
+        self.session.pka_done.clear();
+    }
+
+    /// The user is authenticated by the PIN (if one is set) and, with public-key authentication,
+    /// by `n` of its `m` keys: both where both are configured.
+    pub(crate) fn update_user(&mut self) {
+        let Some(config) = self.state.config.as_ref() else {
+            self.session.user_verified = false;
+            return;
+        };
+        let pin_ok = config.user_pin.is_none() || self.session.pin_verified;
+        let pka_ok = config
+            .pka
+            .is_none_or(|(_, n)| self.session.pka_done.len() >= usize::from(n));
+        self.session.user_verified = pin_ok && pka_ok;
     }
 
     fn process(&mut self, cmd: &CommandView<'_>) -> CmdResult {
@@ -208,6 +231,8 @@ impl<P: Persist> Applet<P> {
             (true, 0x58) => self.enumerate(cmd),
             (true, 0x62) => self.decipher(cmd),
             (true, 0x68) => self.sign(cmd),
+            (true, 0x54) => self.manage_pka(cmd),
+            (false, 0x82) => self.pka_external_authenticate(cmd),
             (true, 0x72) => self.wrap_key(cmd),
             (true, 0x74) => self.unwrap_key(cmd),
             (true, 0x78) => self.cipher(cmd),
@@ -524,6 +549,8 @@ impl<P: Persist> Applet<P> {
         let n = cmd.le.ok_or(Sw::WRONG_LENGTH)? as usize;
         let mut out = vec![0u8; n];
         getrandom::fill(&mut out).map_err(|_| Sw::UNKNOWN)?;
+        // The last challenge is what public-key authentication signs.
+        self.session.challenge = Some(out.clone());
         Ok(Response::ok(out))
     }
 }

@@ -30,8 +30,11 @@ impl<P: Persist> Applet<P> {
                 self.session.dst = Some(reference.value.to_vec());
                 Ok(Response::ok(Vec::new()))
             }
-            // SET AT for public-key authentication arrives with that feature.
-            (0x81, 0xA4, _) => Err(Sw::REFERENCE_NOT_FOUND),
+            // SET AT for public-key authentication: the registered key, by CHR.
+            (0x81, 0xA4, [reference]) if reference.tag.0 == 0x83 => {
+                self.select_pka_key(reference.value)
+            }
+            (0x81, 0xA4, _) => Err(Sw::WRONG_DATA),
             (0x41, 0xA4, _) | (0x81, 0xB6, _) => Err(Sw::WRONG_DATA),
             _ => Err(Sw::INCORRECT_P1P2),
         }

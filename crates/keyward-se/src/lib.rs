@@ -16,6 +16,7 @@ mod keygen;
 mod ops;
 mod perso;
 mod pin;
+mod pka;
 pub mod state;
 pub mod storage;
 pub mod vpcd;

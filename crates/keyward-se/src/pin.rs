@@ -171,6 +171,7 @@ impl<P: Persist> Applet<P> {
             pka: p.pka,
             domain_count: p.domains,
             domains: Vec::new(),
+            pka_keys: Vec::new(),
         };
         let mut new_config = Some(new_config);
         let wipe = move |s: &mut State| {
@@ -194,6 +195,8 @@ impl<P: Persist> Applet<P> {
         }
         self.invalidate_keys();
         self.session.user_verified = false;
+        self.session.pin_verified = false;
+        self.session.pka_done.clear();
         self.session.current_ef = None;
         Ok(())
     }
@@ -224,7 +227,8 @@ impl<P: Persist> Applet<P> {
         }
         self.pin_checked(which, cmd.data, |_| Ok(()))?;
         if matches!(which, PinRef::User) {
-            self.session.user_verified = true;
+            self.session.pin_verified = true;
+            self.update_user();
         }
         Ok(Response::ok(Vec::new()))
     }
@@ -255,7 +259,8 @@ impl<P: Persist> Applet<P> {
             Ok(())
         })?;
         if matches!(which, PinRef::User) {
-            self.session.user_verified = true;
+            self.session.pin_verified = true;
+            self.update_user();
         }
         Ok(Response::ok(Vec::new()))
     }

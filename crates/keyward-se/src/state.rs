@@ -171,6 +171,18 @@ pub struct Config {
     /// Key domains 1.. (index `kd - 1`); `None`: not set up (`80 52 01` sets one up).
     #[serde(default)]
     pub domains: Vec<Option<Dkek>>,
+    /// Public keys registered for public-key authentication (at most `m` of tag `93`).
+    #[serde(default)]
+    pub pka_keys: Vec<PkaKey>,
+}
+
+/// A custodian's public key (EC) registered for public-key authentication, by the CHR of its
+/// authenticated request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PkaKey {
+    pub chr: HexBytes,
+    pub curve: Curve,
+    pub point: HexBytes,
 }
 
 impl Config {
