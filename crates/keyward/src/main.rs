@@ -13,6 +13,7 @@ mod demo;
 mod device;
 mod device_apps;
 mod dkek;
+mod pka;
 mod renewal;
 mod se;
 mod server;
@@ -66,6 +67,9 @@ enum Command {
     /// Key backup and restore under the DKEK.
     #[command(subcommand)]
     Key(dkek::KeyCommand),
+    /// Public-key authentication: export and register custodians' keys.
+    #[command(subcommand)]
+    Pka(pka::PkaCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -96,6 +100,7 @@ fn main() -> std::process::ExitCode {
         Command::Token(cmd) => token::run(cmd),
         Command::Dkek(cmd) => dkek::run_dkek(cmd),
         Command::Key(cmd) => dkek::run_key(cmd),
+        Command::Pka(cmd) => pka::run(cmd),
         Command::Verify(a) => device_apps::verify(&a).map(|path| {
             println!("signature verified: {}", path.join(" <- "));
         }),
