@@ -140,6 +140,15 @@ fn keys_move_between_elements_sharing_a_dkek() {
         b.unwrap_key(kid, &blob).unwrap();
         // The same key id again: occupied.
         assert_eq!(status_of(b.unwrap_key(kid, &blob).unwrap_err()), 0x6A89);
+        // The blob staged in EF 2F10 (as OpenSC 0.24+ sends it), over a longer stale one.
+        b.write_file(0x2F10, &vec![0xEE; blob.len() + 40]).unwrap();
+        b.write_file(0x2F10, &blob).unwrap();
+        let r = b
+            .channel()
+            .transmit(&keyward_apdu::Command::new(0x80, 0x74, kid + 20, 0x93))
+            .unwrap();
+        assert_eq!(r.sw, StatusWord::SUCCESS, "unwrap from 2F10");
+        assert!(b.read_file(0x2F10).is_err(), "the staged blob is used once");
         match (spec, generated.attestation) {
             (KeySpec::Ec(curve), Some(att)) => {
                 sign_ok(&mut b, kid, &att.request.body.public_key, Some(curve))
