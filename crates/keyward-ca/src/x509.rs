@@ -135,6 +135,25 @@ pub struct Template {
     pub attestation: Option<(String, Vec<u8>)>,
 }
 
+impl Template {
+    /// An end-entity certificate for `subject` valid in the given time: digital signatures, no
+    /// extended key usage, no alternative names (set the fields for more).
+    pub fn end_entity(subject: Name, not_before: i64, not_after: i64) -> Self {
+        Self {
+            subject,
+            not_before,
+            not_after,
+            key_usage: vec![KeyUsage::DigitalSignature],
+            extended_key_usage: Vec::new(),
+            alt_names: Vec::new(),
+            ca: None,
+            crl_url: None,
+            ocsp_url: None,
+            attestation: None,
+        }
+    }
+}
+
 /// An issued certificate.
 #[derive(Debug, Clone)]
 pub struct Issued {

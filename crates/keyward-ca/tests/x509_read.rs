@@ -14,18 +14,11 @@ use proptest::prelude::*;
 const T0: i64 = 1_790_000_000;
 
 fn leaf_template(cn: &str) -> Template {
-    Template {
-        subject: Name::common_name(cn).with(NameAttr::Organization, "Acme"),
-        not_before: T0,
-        not_after: T0 + 86_400,
-        key_usage: vec![],
-        extended_key_usage: vec![],
-        alt_names: vec![],
-        ca: None,
-        crl_url: None,
-        ocsp_url: None,
-        attestation: None,
-    }
+    Template::end_entity(
+        Name::common_name(cn).with(NameAttr::Organization, "Acme"),
+        T0,
+        T0 + 86_400,
+    )
 }
 
 fn ec_subject() -> SubjectKey {

@@ -262,18 +262,8 @@ mod tests {
 
     fn issue_one(ca: &mut X509Ca) -> Vec<u8> {
         let leaf = EcKey::generate(Curve::Secp256r1).unwrap();
-        let template = keyward_ca::x509::Template {
-            subject: Name::common_name("leaf"),
-            not_before: now() - 60,
-            not_after: now() + 3600,
-            key_usage: vec![],
-            extended_key_usage: vec![],
-            alt_names: vec![],
-            ca: None,
-            crl_url: None,
-            ocsp_url: None,
-            attestation: None,
-        };
+        let template =
+            keyward_ca::x509::Template::end_entity(Name::common_name("leaf"), now() - 60, now() + 3600);
         let key = SubjectKey::Ec {
             curve: Curve::Secp256r1,
             point: leaf.public_point().to_vec(),

@@ -150,18 +150,7 @@ fn run_in(a: &X509Args, dir: &Path) -> anyhow::Result<()> {
     // OCSP over HTTP: a certificate issued by the CA, asked about again and again.
     let leaf_key = EcKey::generate(Curve::Secp256r1)?;
     let leaf = ca.issue(
-        &Template {
-            subject: Name::common_name("leaf"),
-            not_before: t - 60,
-            not_after: t + 86_400,
-            key_usage: vec![KeyUsage::DigitalSignature],
-            extended_key_usage: Vec::new(),
-            alt_names: Vec::new(),
-            ca: None,
-            crl_url: None,
-            ocsp_url: None,
-            attestation: None,
-        },
+        &Template::end_entity(Name::common_name("leaf"), t - 60, t + 86_400),
         &SubjectKey::Ec {
             curve: Curve::Secp256r1,
             point: leaf_key.public_point().to_vec(),
@@ -300,18 +289,8 @@ fn server_responder(rt: &tokio::runtime::Runtime, dir: &Path, a: &X509Args) -> a
     };
     let mut last = None;
     for i in 0..a.recorded.max(1) {
-        let template = Template {
-            subject: Name::common_name(&format!("leaf {i}")),
-            not_before: t - 60,
-            not_after: t + 86_400,
-            key_usage: vec![KeyUsage::DigitalSignature],
-            extended_key_usage: Vec::new(),
-            alt_names: Vec::new(),
-            ca: None,
-            crl_url: None,
-            ocsp_url: None,
-            attestation: None,
-        };
+        let template =
+            Template::end_entity(Name::common_name(&format!("leaf {i}")), t - 60, t + 86_400);
         let issued = provisioner
             .ca
             .lock()

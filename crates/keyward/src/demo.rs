@@ -745,41 +745,20 @@ fn device_phases(
                 );
                 ensure!(refused.is_err(), "tampered data must not verify");
                 if format == "cms" {
-                    let ok = Command::new("openssl")
-                        .args([
-                            "cms", "-verify", "-binary", "-inform", "DER", "-purpose", "any",
-                        ])
-                        .args([
-                            "-in",
-                            &out,
-                            "-content",
-                            &rs,
-                            "-CAfile",
-                            &root_s,
-                            "-out",
-                            "/dev/null",
-                        ])
-                        .output()?;
+                    let cms_verify = |content: &str| {
+                        Command::new("openssl")
+                            .args(["cms", "-verify", "-binary", "-inform", "DER"])
+                            .args(["-purpose", "any", "-in", &out, "-content", content])
+                            .args(["-CAfile", &root_s, "-out", "/dev/null"])
+                            .output()
+                    };
+                    let ok = cms_verify(&rs)?;
                     ensure!(
                         ok.status.success(),
                         "openssl cms -verify: {}",
                         String::from_utf8_lossy(&ok.stderr)
                     );
-                    let bad = Command::new("openssl")
-                        .args([
-                            "cms", "-verify", "-binary", "-inform", "DER", "-purpose", "any",
-                        ])
-                        .args([
-                            "-in",
-                            &out,
-                            "-content",
-                            &ts,
-                            "-CAfile",
-                            &root_s,
-                            "-out",
-                            "/dev/null",
-                        ])
-                        .output()?;
+                    let bad = cms_verify(&ts)?;
                     ensure!(!bad.status.success(), "openssl accepted tampered data");
                     check(r, "detached CMS: verified by Keyward and by openssl cms -verify; tampered data rejected by both".into());
                 } else {
