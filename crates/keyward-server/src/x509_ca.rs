@@ -262,8 +262,11 @@ mod tests {
 
     fn issue_one(ca: &mut X509Ca) -> Vec<u8> {
         let leaf = EcKey::generate(Curve::Secp256r1).unwrap();
-        let template =
-            keyward_ca::x509::Template::end_entity(Name::common_name("leaf"), now() - 60, now() + 3600);
+        let template = keyward_ca::x509::Template::end_entity(
+            Name::common_name("leaf"),
+            now() - 60,
+            now() + 3600,
+        );
         let key = SubjectKey::Ec {
             curve: Curve::Secp256r1,
             point: leaf.public_point().to_vec(),

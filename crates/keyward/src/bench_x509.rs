@@ -13,7 +13,7 @@ use anyhow::{Context, bail, ensure};
 use clap::Args;
 use keyward_ca::SoftwareKey;
 use keyward_ca::ocsp::{Request, Status};
-use keyward_ca::x509::{KeyUsage, Name, Reason, RevokedEntry, SubjectKey, Template, X509Ca};
+use keyward_ca::x509::{Name, Reason, RevokedEntry, SubjectKey, Template, X509Ca};
 use keyward_crypto::{Curve, EcKey};
 
 #[derive(Args)]
