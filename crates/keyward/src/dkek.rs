@@ -356,7 +356,13 @@ pub fn run_key(cmd: KeyCommand) -> anyhow::Result<()> {
                 e => e.into(),
             })?;
             for (prefix, part) in [0xC4u8, 0xCE].into_iter().zip(rest) {
-                hsm.write_file(u16::from_be_bytes([prefix, a.key_id]), part.raw)?;
+                let fid = u16::from_be_bytes([prefix, a.key_id]);
+                // A leftover file of a former key must not keep a longer tail.
+                match hsm.delete_file(fid) {
+                    Ok(()) | Err(HsmError::NotFound) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                hsm.write_file(fid, part.raw)?;
             }
             println!(
                 "key {} restored (KCV {}){}",
