@@ -262,10 +262,8 @@ fn spawn_vpcd_element(
         .stdout(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    let pcscd = if running {
-        None
-    } else {
-        Some(Child(
+    let start_pcscd = || -> anyhow::Result<Child> {
+        Ok(Child(
             Command::new("pcscd")
                 .arg("-f")
                 .stdout(Stdio::null())
@@ -276,32 +274,47 @@ fn spawn_vpcd_element(
                 )?,
         ))
     };
+    let mut pcscd = if running { None } else { Some(start_pcscd()?) };
     let (file, state) = StateFile::open(state_path, &StateFile::default_key_path(state_path))?;
+    let serving = stop.clone();
     let thread = std::thread::spawn(move || {
         let mut applet = Applet::new(state, file);
-        keyward_se::vpcd::serve(&mut applet, VPCD_ADDR, &stop);
+        keyward_se::vpcd::serve(&mut applet, VPCD_ADDR, &serving);
         Ok(())
     });
-    // Ready when PC/SC shows the card and it answers.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let ready = keyward_card::open_transport(&format!("pcsc:{VPCD_READER}"))
+    let ready = || {
+        keyward_card::open_transport(&format!("pcsc:{VPCD_READER}"))
             .ok()
             .is_some_and(|ch| {
                 let mut hsm = Hsm::new(ch);
-                let mut cm = hsm.channel().transmit_raw(&[0x00, 0xA4, 0x04, 0x00, 0x00]);
-                cm.as_mut().is_ok_and(|r| r.len() >= 2)
-            });
-        if ready {
-            return Ok((thread, pcscd));
+                let mut r = hsm.channel().transmit_raw(&[0x00, 0xA4, 0x04, 0x00, 0x00]);
+                r.as_mut().is_ok_and(|r| r.len() >= 2)
+            })
+    };
+    // vpcd binds a fixed port; while an earlier socket still holds it (TIME_WAIT lasts a
+    // minute), pcscd comes up without the reader. A pcscd of our own is started again a little
+    // later, for up to about 70 s; a running one is waited for.
+    for _attempt in 0..12 {
+        let deadline = Instant::now() + Duration::from_secs(6);
+        while Instant::now() < deadline {
+            if ready() {
+                return Ok((thread, pcscd));
+            }
+            std::thread::sleep(Duration::from_millis(200));
         }
-        if Instant::now() > deadline {
-            bail!(
-                "the element did not appear in PC/SC reader {VPCD_READER:?} (is vsmartcard-vpcd installed?)"
-            );
+        if let Some(old) = pcscd.take() {
+            // Stopped (dropped) before its successor starts.
+            drop(old);
+            std::thread::sleep(Duration::from_secs(3));
+            pcscd = Some(start_pcscd()?);
         }
-        std::thread::sleep(Duration::from_millis(200));
     }
+    stop.store(true, Ordering::SeqCst);
+    drop(pcscd);
+    let _ = thread.join();
+    bail!(
+        "the element did not appear in PC/SC reader {VPCD_READER:?} (is vsmartcard-vpcd installed?)"
+    )
 }
 
 fn run_in(dir: &Path, link: Link) -> anyhow::Result<()> {
