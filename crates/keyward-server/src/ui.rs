@@ -31,6 +31,9 @@ struct UiSession {
 
 pub struct Ui {
     p: Arc<Provisioner>,
+    /// The session cookie is marked `Secure` (the UI is served over HTTPS, or behind a proxy
+    /// that terminates it).
+    secure_cookie: bool,
     /// The RAMoverHTTP engine whose recent sessions the dashboard shows.
     engine: Option<Arc<keyward_ram::server::Engine>>,
     sessions: Mutex<HashMap<String, UiSession>>,
@@ -170,8 +173,9 @@ async fn login(State(ui): State<Shared>, Form(f): Form<LoginForm>) -> Response {
         );
     }
     let mut r = Redirect::to("/ui").into_response();
+    let secure = if ui.secure_cookie { "; Secure" } else { "" };
     if let Ok(v) = HeaderValue::from_str(&format!(
-        "{COOKIE}={id}; Path=/ui; HttpOnly; SameSite=Strict"
+        "{COOKIE}={id}; Path=/ui; HttpOnly; SameSite=Strict{secure}"
     )) {
         r.headers_mut().insert(header::SET_COOKIE, v);
     }
@@ -547,9 +551,32 @@ async fn crl(State(ui): State<Shared>, headers: HeaderMap) -> Response {
     page("Certificate revocation list", Some(&u), &body).into_response()
 }
 
-pub fn router(p: Arc<Provisioner>, engine: Option<Arc<keyward_ram::server::Engine>>) -> Router {
+/// Headers every UI answer carries: no scripts, no framing, no sniffing, no referrer.
+async fn security_headers(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    for (name, value) in [
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::CACHE_CONTROL, "no-store"),
+    ] {
+        h.insert(name, HeaderValue::from_static(value));
+    }
+    r
+}
+
+pub fn router(
+    p: Arc<Provisioner>,
+    engine: Option<Arc<keyward_ram::server::Engine>>,
+    secure_cookie: bool,
+) -> Router {
     let ui = Arc::new(Ui {
         p,
+        secure_cookie,
         engine,
         sessions: Mutex::new(HashMap::new()),
     });
@@ -563,5 +590,6 @@ pub fn router(p: Arc<Provisioner>, engine: Option<Arc<keyward_ram::server::Engin
         .route("/ui/certificates/{serial}/revoke", post(revoke))
         .route("/ui/audit", get(audit))
         .route("/ui/crl", get(crl))
+        .layer(axum::middleware::map_response(security_headers))
         .with_state(ui)
 }

@@ -78,6 +78,10 @@ struct FileConfig {
     /// them (e.g. another production line's).
     #[serde(default)]
     external_roots: Vec<PathBuf>,
+    /// Mark the web UI's session cookie `Secure` although this server speaks HTTP (behind a
+    /// proxy that terminates TLS); with --tls-cert it always is.
+    #[serde(default)]
+    ui_secure_cookie: bool,
     /// Certificate profiles (`[profiles.NAME]`), beside the built-in ones.
     #[serde(default)]
     profiles: BTreeMap<String, Profile>,
@@ -210,6 +214,7 @@ pub fn run(a: &ServerArgs) -> anyhow::Result<()> {
             .merge(keyward_server::ui::router(
                 provisioner.clone(),
                 Some(engine.clone()),
+                a.tls_cert.is_some() || file.ui_secure_cookie,
             ))
             .merge(keyward_server::api::router(provisioner));
         let addr: std::net::SocketAddr = tokio::net::lookup_host(&listen)
