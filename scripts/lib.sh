@@ -48,6 +48,13 @@ expect() {
   grep -qE -- "$re" <<<"$out" || { echo "$out"; fail "$d"; }; pass "$d"
 }
 
+# expect_fail DESC REGEX CMD...: the command must fail and its output match.
+expect_fail() {
+  local d=$1 re=$2; shift 2; local out
+  if out=$("$@" 2>&1); then echo "$out"; fail "$d (it succeeded)"; fi
+  grep -qE -- "$re" <<<"$out" || { echo "$out"; fail "$d"; }; pass "$d"
+}
+
 # pcscd: reuse a running one (only one can run per machine), else start our own (stopped on exit).
 PCSCD_PID=
 start_pcscd() {

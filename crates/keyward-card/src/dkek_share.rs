@@ -46,22 +46,47 @@ fn encrypt_with_salt(
     Ok([&MAGIC[..], salt, &ct].concat())
 }
 
+/// A share file's parts: the salt and the encrypted share with its padding block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShareFile<'a> {
+    pub salt: &'a [u8; 8],
+    pub ciphertext: &'a [u8; 48],
+}
+
+impl<'a> ShareFile<'a> {
+    pub fn parse(file: &'a [u8]) -> Result<Self, ShareError> {
+        if file.len() != 64 || !file.starts_with(MAGIC) {
+            return Err(ShareError::Format);
+        }
+        let salt = file[8..16].try_into().map_err(|_| ShareError::Format)?;
+        let ciphertext = file[16..].try_into().map_err(|_| ShareError::Format)?;
+        Ok(Self { salt, ciphertext })
+    }
+
+    /// The share under a key and IV already derived from the password (the expensive step).
+    pub fn open_with(&self, key: &[u8], iv: &[u8; 16]) -> Result<Zeroizing<[u8; 32]>, ShareError> {
+        let plain = Zeroizing::new(
+            keyward_crypto::aes_cbc_decrypt_iv(key, iv, self.ciphertext)
+                .map_err(|_| ShareError::Format)?,
+        );
+        match plain.get(32..) {
+            Some(pad) if pad == [0x10; 16] => {}
+            _ => return Err(ShareError::Password),
+        }
+        let mut share = Zeroizing::new([0u8; 32]);
+        share.copy_from_slice(&plain[..32]);
+        Ok(share)
+    }
+
+    pub fn open(&self, password: &[u8]) -> Result<Zeroizing<[u8; 32]>, ShareError> {
+        let (key, iv) = key_and_iv(password, self.salt);
+        self.open_with(&key, &iv)
+    }
+}
+
 /// The share in a share file.
 pub fn decrypt(file: &[u8], password: &[u8]) -> Result<Zeroizing<[u8; 32]>, ShareError> {
-    if file.len() != 64 || &file[..8] != MAGIC {
-        return Err(ShareError::Format);
-    }
-    let (key, iv) = key_and_iv(password, &file[8..16]);
-    let plain = Zeroizing::new(
-        keyward_crypto::aes_cbc_decrypt_iv(&key, &iv, &file[16..])
-            .map_err(|_| ShareError::Format)?,
-    );
-    if plain[32..] != [0x10; 16] {
-        return Err(ShareError::Password);
-    }
-    let mut share = Zeroizing::new([0u8; 32]);
-    share.copy_from_slice(&plain[..32]);
-    Ok(share)
+    ShareFile::parse(file)?.open(password)
 }
 
 #[cfg(test)]
@@ -91,5 +116,44 @@ mod tests {
         );
         assert_eq!(decrypt(&file, b"wrong").unwrap_err(), ShareError::Password);
         assert_eq!(decrypt(&file[..63], b"x").unwrap_err(), ShareError::Format);
+    }
+
+    proptest::proptest! {
+        /// Any bytes: a share file or a format error; any key: the share or a password error.
+        #[test]
+        fn parsing_and_opening_never_panic(
+            file in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..80),
+            key in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40),
+            iv in proptest::prelude::any::<[u8; 16]>(),
+        ) {
+            let mut salted = MAGIC.to_vec();
+            salted.extend_from_slice(&file);
+            for f in [&file[..], &salted[..]] {
+                if let Ok(parsed) = ShareFile::parse(f) {
+                    proptest::prop_assert_eq!(f.len(), 64);
+                    let _ = parsed.open_with(&key, &iv);
+                }
+            }
+        }
+
+        /// A share encrypted under a key and IV opens under them, and under no other key.
+        #[test]
+        fn a_share_opens_under_its_key_only(
+            share in proptest::prelude::any::<[u8; 32]>(),
+            key in proptest::prelude::any::<[u8; 32]>(),
+            iv in proptest::prelude::any::<[u8; 16]>(),
+            salt in proptest::prelude::any::<[u8; 8]>(),
+            flip in 0usize..256,
+        ) {
+            let mut plain = share.to_vec();
+            plain.extend_from_slice(&[0x10; 16]);
+            let ct = keyward_crypto::aes_cbc_encrypt_iv(&key, &iv, &plain).unwrap();
+            let file = [&MAGIC[..], &salt, &ct].concat();
+            let parsed = ShareFile::parse(&file).unwrap();
+            proptest::prop_assert_eq!(*parsed.open_with(&key, &iv).unwrap(), share);
+            let mut other = key;
+            other[flip / 8] ^= 1 << (flip % 8);
+            proptest::prop_assert_eq!(parsed.open_with(&other, &iv).unwrap_err(), ShareError::Password);
+        }
     }
 }

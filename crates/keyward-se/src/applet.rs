@@ -122,6 +122,13 @@ impl<P: Persist> Applet<P> {
         &self.state
     }
 
+    /// The state, changed behind the applet's back: how tests model a tampered element (a
+    /// changed state is persisted with the next command that persists).
+    pub fn state_mut(&mut self) -> &mut State {
+        self.key_cache.clear();
+        &mut self.state
+    }
+
     /// Power-on / warm reset: all volatile state is lost.
     pub fn reset(&mut self) {
         self.session = Session::default();

@@ -133,7 +133,7 @@ pub struct RestoreArgs {
     force: bool,
 }
 
-fn first_line(path: &Path) -> anyhow::Result<Zeroizing<String>> {
+pub(crate) fn first_line(path: &Path) -> anyhow::Result<Zeroizing<String>> {
     let text = Zeroizing::new(
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
     );

@@ -1,14 +1,14 @@
-//! `keyward pka …`: public-key authentication's registration side — a custodian's key exported
-//! as OpenSC's `sc-hsm-tool --export-for-pub-key-auth` writes it (`30 { 67 request, 7F21 device
-//! certificate, 7F21 Device Issuer CA }`), registered with an element after its chain, and the
-//! element's status.
+//! `keyward pka …`: public-key authentication — a custodian's key exported as OpenSC's
+//! `sc-hsm-tool --export-for-pub-key-auth` writes it (`30 { 67 request, 7F21 device certificate,
+//! 7F21 Device Issuer CA }`), registered with an element after its chain, the element's status,
+//! and the custodians' authentication that lets the user in.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use keyward_apdu::tlv::Tlv;
-use keyward_card::{Hsm, open_transport};
+use keyward_card::{CardChannel, Hsm, open_transport};
 use keyward_cvc::{AuthenticatedRequest, Certificate};
 
 #[derive(Subcommand)]
@@ -20,6 +20,9 @@ pub enum PkaCommand {
     Register(RegisterArgs),
     /// Show an element's public-key authentication state.
     Status(StatusArgs),
+    /// Authenticate custodians' keys (each custodian's element signs the device id and a fresh
+    /// challenge) and report whether the user is in: the PIN (if given) and n of m keys.
+    Authenticate(AuthenticateArgs),
 }
 
 #[derive(Args)]
@@ -39,6 +42,25 @@ pub struct RegisterArgs {
     card: String,
     #[arg(long = "in")]
     input: PathBuf,
+}
+
+#[derive(Args)]
+pub struct AuthenticateArgs {
+    /// The element set up for public-key authentication.
+    #[arg(long)]
+    card: String,
+    /// Its user PIN (first line), verified before the custodians authenticate.
+    #[arg(long)]
+    pin_file: Option<PathBuf>,
+    /// A custodian's element (repeat for each custodian).
+    #[arg(long, required = true)]
+    custodian: Vec<String>,
+    /// The PIN file of each custodian's element, in the order of `--custodian`.
+    #[arg(long)]
+    custodian_pin_file: Vec<PathBuf>,
+    /// The registered key's id on the custodians' elements.
+    #[arg(long, default_value_t = 1)]
+    custodian_key_id: u8,
 }
 
 #[derive(Args)]
@@ -74,6 +96,78 @@ fn parse_export(data: &[u8]) -> anyhow::Result<(AuthenticatedRequest, Vec<Certif
         _ => bail!("not an export file for public-key authentication"),
     };
     Ok((AuthenticatedRequest::parse(request)?, chain))
+}
+
+/// The key's authenticated request as its custodian's element keeps it in `CE<kid>`.
+fn custodian_request(
+    hsm: &mut Hsm<Box<dyn CardChannel + Send>>,
+    kid: u8,
+) -> anyhow::Result<AuthenticatedRequest> {
+    let data = hsm
+        .read_file(u16::from_be_bytes([0xCE, kid]))
+        .with_context(|| format!("key {kid}'s attestation (CE{kid:02X})"))?;
+    let (req, _) = Tlv::parse(&data).map_err(|_| anyhow::anyhow!("CE{kid:02X} is not TLV"))?;
+    if req.tag.0 != 0x67 {
+        bail!("key {kid} has a certificate, not its attestation, in CE{kid:02X}");
+    }
+    Ok(AuthenticatedRequest::parse(req.raw)?)
+}
+
+fn authenticate(a: &AuthenticateArgs) -> anyhow::Result<()> {
+    if a.custodian_pin_file.len() != a.custodian.len() {
+        bail!(
+            "{} custodians but {} custodian PIN files: give one --custodian-pin-file per --custodian",
+            a.custodian.len(),
+            a.custodian_pin_file.len()
+        );
+    }
+    let mut hsm = Hsm::new(open_transport(&a.card)?);
+    hsm.select()?;
+    let chain = Certificate::parse_chain(&hsm.read_file(0x2F02)?)
+        .context("the element's device certificate (EF.C_DevAut)")?;
+    let device_id = chain
+        .first()
+        .map(|c| c.body.chr.clone())
+        .context("the element has no device certificate")?;
+    if let Some(f) = &a.pin_file {
+        hsm.verify_pin(crate::dkek::first_line(f)?.as_bytes())
+            .context("PIN verification")?;
+    }
+    for (transport, pin_file) in a.custodian.iter().zip(&a.custodian_pin_file) {
+        let mut custodian = Hsm::new(open_transport(transport)?);
+        custodian.select()?;
+        custodian
+            .verify_pin(crate::dkek::first_line(pin_file)?.as_bytes())
+            .with_context(|| format!("custodian {transport}: PIN verification"))?;
+        let request = custodian_request(&mut custodian, a.custodian_key_id)
+            .with_context(|| format!("custodian {transport}"))?;
+        let chr = request.request.body.chr;
+        hsm.authenticate_public_key(&chr, &device_id, |m| {
+            custodian.sign(a.custodian_key_id, 0x73, m)
+        })
+        .with_context(|| {
+            format!(
+                "custodian {transport}: key {} was not accepted",
+                String::from_utf8_lossy(&chr)
+            )
+        })?;
+        println!("authenticated {}", String::from_utf8_lossy(&chr));
+    }
+    let status = hsm.pka_status()?;
+    print(&status);
+    // The element's own verdict: VERIFY without data answers 9000 only for an authenticated user.
+    match hsm.pin_status()? {
+        keyward_card::PinStatus::Verified => {
+            println!("user authenticated");
+            Ok(())
+        }
+        _ if status.authenticated < status.required => bail!(
+            "login refused: {} of the {} required public keys authenticated",
+            status.authenticated,
+            status.required
+        ),
+        other => bail!("login refused: the element reports the PIN as {other:?}"),
+    }
 }
 
 fn print(s: &keyward_card::PkaStatus) {
@@ -127,7 +221,16 @@ pub fn run(cmd: PkaCommand) -> anyhow::Result<()> {
                     )
                 })?;
             }
-            let status = hsm.register_public_key(&request)?;
+            let status = hsm.register_public_key(&request).map_err(|e| match e {
+                keyward_card::HsmError::Status { sw, .. } if sw.0 == 0x6A89 => anyhow::anyhow!(
+                    "key {} is already registered",
+                    String::from_utf8_lossy(&request.request.body.chr)
+                ),
+                keyward_card::HsmError::Status { sw, .. } if sw.0 == 0x6A84 => {
+                    anyhow::anyhow!("every place for a public key is taken")
+                }
+                e => e.into(),
+            })?;
             println!(
                 "registered {}",
                 String::from_utf8_lossy(&request.request.body.chr)
@@ -135,6 +238,7 @@ pub fn run(cmd: PkaCommand) -> anyhow::Result<()> {
             print(&status);
             Ok(())
         }
+        PkaCommand::Authenticate(a) => authenticate(&a),
         PkaCommand::Status(a) => {
             let mut hsm = Hsm::new(open_transport(&a.card)?);
             hsm.select()?;
