@@ -190,7 +190,8 @@ pub struct Db {
     write: Option<tokio::sync::Mutex<()>>,
 }
 
-fn now() -> i64 {
+/// Seconds since the epoch, as the tables record time.
+pub fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
@@ -611,13 +612,16 @@ impl Db {
         let _w = self.writer().await;
         let mut tx = self.pool.begin().await?;
         let at = now();
-        sqlx::query(
-            "UPDATE certificates SET state = 'revoked', revoked_at = $1, revocation_reason = 'provisioning interrupted' WHERE device_id = $2 AND state = 'pending'",
+        let interrupted: Vec<String> = sqlx::query_scalar(
+            "UPDATE certificates SET state = 'revoked', revoked_at = $1, revocation_reason = 'provisioning interrupted' WHERE device_id = $2 AND state = 'pending' RETURNING serial",
         )
         .bind(at)
         .bind(&c.device_id)
-        .execute(&mut *tx)
+        .fetch_all(&mut *tx)
         .await?;
+        for serial in &interrupted {
+            Self::audit_interrupted(&mut tx, &c.device_id, serial).await?;
+        }
         sqlx::query(concat!(
             "INSERT INTO certificates (",
             certificate_columns!(),
@@ -645,7 +649,44 @@ impl Db {
         Ok(())
     }
 
-    /// The element stored the certificate.
+    async fn audit_interrupted(
+        tx: &mut Tx<'_>,
+        device_id: &str,
+        serial: &str,
+    ) -> Result<(), DbError> {
+        Self::audit(
+            tx,
+            "certificate.revoked",
+            Some(device_id),
+            &format!("serial {serial} reason provisioning interrupted"),
+        )
+        .await
+    }
+
+    /// Revokes the pending certificates recorded before `before` (seconds since the epoch): their
+    /// provisioning sessions ended without the element's confirmation (a crash, a lost device),
+    /// so the element may or may not hold them. Returns their serials.
+    pub async fn revoke_interrupted(&self, before: i64) -> Result<Vec<String>, DbError> {
+        let _w = self.writer().await;
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(
+            "UPDATE certificates SET state = 'revoked', revoked_at = $1, revocation_reason = 'provisioning interrupted' WHERE state = 'pending' AND created_at < $2 RETURNING serial, device_id",
+        )
+        .bind(now())
+        .bind(before)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut serials = Vec::with_capacity(rows.len());
+        for r in rows {
+            let (serial, device): (String, String) =
+                (r.try_get("serial")?, r.try_get("device_id")?);
+            Self::audit_interrupted(&mut tx, &device, &serial).await?;
+            serials.push(serial);
+        }
+        tx.commit().await?;
+        Ok(serials)
+    }
+
     /// The element stored the certificate. For a renewal, the certificate it replaces is
     /// revoked (superseded) in the same transaction, so at no moment is the device without a
     /// valid certificate nor with two for one purpose.

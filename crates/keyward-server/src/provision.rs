@@ -19,7 +19,7 @@ use keyward_cvc::TrustStore;
 use keyward_ram::server::{ScriptError, Service, Session};
 use keyward_sm::ChipAuthHost;
 
-use crate::db::{CertificateRow, Db, DeviceState};
+use crate::db::{CertificateRow, Db, DeviceState, now};
 use crate::profile::{PolicyError, Profile, attested_key};
 
 /// Notify id of the message naming the provisioned certificate (text `certificate:SERIAL key:KID`).
@@ -145,12 +145,6 @@ pub fn same_device_key(recorded_hex: Option<&str>, presented: &[u8]) -> bool {
         })
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
 impl Provisioner {
     async fn provision(&self, session: &mut Session) -> Result<(), ScriptError> {
         let name = session.param("profile").unwrap_or("tls-client").to_string();
@@ -160,7 +154,8 @@ impl Provisioner {
         let Some(profile) = self.profiles.get(&name).cloned() else {
             return self.refused(None, Refusal::Profile(name)).await;
         };
-        // The request is checked against the profile's policy before the device is touched.
+        // The request is checked against the profile's policy before any key is generated, and
+        // refused once the device is authenticated, so the audit log names who asked.
         let asked = session.param("key").map(str::to_string);
         let checked = profile.key_for(asked.as_deref()).and_then(|spec| {
             let params = profile.parameters(|n| session.param(n))?;
@@ -170,20 +165,6 @@ impl Provisioner {
                 .collect();
             Ok((spec, owned))
         });
-        let (spec, params) = match checked {
-            Ok(c) => c,
-            Err(source) => {
-                return self
-                    .refused(
-                        None,
-                        Refusal::Policy {
-                            profile: name,
-                            source,
-                        },
-                    )
-                    .await;
-            }
-        };
 
         // 1. Chain and chip authentication, and the device's record.
         let Authenticated { mut device, .. } =
@@ -192,6 +173,20 @@ impl Provisioner {
                 Err((device, refusal)) => return self.refused(device.as_deref(), refusal).await,
             };
         let id = device.identity.device_id.clone();
+        let (spec, params) = match checked {
+            Ok(c) => c,
+            Err(source) => {
+                return self
+                    .refused(
+                        Some(&id),
+                        Refusal::Policy {
+                            profile: name,
+                            source,
+                        },
+                    )
+                    .await;
+            }
+        };
         if let Some(old) = &renews {
             let owned = self
                 .db
@@ -208,11 +203,16 @@ impl Provisioner {
         };
 
         // 2. The key, generated under SM; its attestation verified before anything is issued.
-        let kid = device.free_key_id().map_err(refuse)?;
         let algorithms = profile.algorithms(spec);
-        let generate = device
-            .generate(kid, spec, algorithms.as_deref(), profile.use_counter)
-            .map_err(refuse)?;
+        let generate = match device.free_key_id().and_then(|kid| {
+            device
+                .generate(kid, spec, algorithms.as_deref(), profile.use_counter)
+                .map(|b| (kid, b))
+        }) {
+            Ok(g) => g,
+            Err(e) => return self.refused(Some(&id), refuse(e)).await,
+        };
+        let (kid, generate) = generate;
         let r = session.transmit(generate.apdus().to_vec()).await?;
         let (key, ar) = match device.read_key(&generate, &r) {
             Ok(k) => k,
@@ -267,9 +267,10 @@ impl Provisioner {
                 revocation_reason: None,
             })
             .await?;
-        let store = device
-            .store(kid, spec, &name, &issued.der, &ar)
-            .map_err(refuse)?;
+        let store = match device.store(kid, spec, &name, &issued.der, &ar) {
+            Ok(b) => b,
+            Err(e) => return self.refused(Some(&id), refuse(e)).await,
+        };
         // The announcement travels with the last batch; the device trusts it only if the
         // session then ends successfully.
         session.notify(

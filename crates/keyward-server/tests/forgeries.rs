@@ -3,7 +3,9 @@
 //! with what the element answers (a flipped secure-messaging MAC, a replayed GENERAL
 //! AUTHENTICATE answer), an element whose chain leads to a root this server does not trust, and
 //! requests outside a profile's policy (a key type it does not allow, a missing or malformed
-//! request parameter). Each is refused with nothing issued and an audit event.
+//! request parameter), a tampered element whose key attestation is signed by another device, a
+//! revoked device. Each is refused with nothing issued and an audit event naming the device.
+//! Every test runs on SQLite and on the PostgreSQL server of `scripts/with-postgres`.
 
 use std::sync::Arc;
 
@@ -21,9 +23,14 @@ const PIN: &[u8] = b"64821973";
 /// Rewrites an answer (command, answer → what the server sees).
 type Rewrite = Box<dyn FnMut(&[u8], Vec<u8>) -> Vec<u8> + Send>;
 
-/// The element as the RAMoverHTTP client's card, with a hook that may rewrite its answers.
+/// Changes the element itself before it processes a command (a tampered element).
+type Tamper = Box<dyn FnMut(&[u8], &mut Applet<MemoryStore>) + Send>;
+
+/// The element as the RAMoverHTTP client's card, with hooks that may tamper with the element
+/// or rewrite its answers.
 struct Device {
     applet: Applet<MemoryStore>,
+    tamper: Option<Tamper>,
     rewrite: Rewrite,
 }
 
@@ -33,6 +40,9 @@ impl Card for Device {
     }
 
     fn transmit(&mut self, apdu: &[u8]) -> Result<Vec<u8>, String> {
+        if let Some(tamper) = &mut self.tamper {
+            tamper(apdu, &mut self.applet);
+        }
         let r = self.applet.transmit(apdu);
         Ok((self.rewrite)(apdu, r))
     }
@@ -71,16 +81,64 @@ struct Backend {
     dir: std::path::PathBuf,
 }
 
-async fn backend(name: &str) -> Backend {
-    backend_with(name, Vec::new()).await
+/// Which database a test runs on.
+#[derive(Clone, Copy)]
+enum On {
+    Sqlite,
+    Postgres,
 }
 
-async fn backend_with(name: &str, external_roots: Vec<keyward_cvc::Certificate>) -> Backend {
-    let dir = std::env::temp_dir().join(format!("keyward-forge-{name}-{}", std::process::id()));
+/// A fresh database on the PostgreSQL server of `scripts/with-postgres` (None without one,
+/// unless KEYWARD_REQUIRE_POSTGRES says it must be there).
+async fn fresh_postgres(name: &str) -> Option<String> {
+    use sqlx::Connection;
+    let Ok(admin) = std::env::var("KEYWARD_TEST_POSTGRES_URL") else {
+        assert!(
+            std::env::var_os("KEYWARD_REQUIRE_POSTGRES").is_none(),
+            "KEYWARD_REQUIRE_POSTGRES is set but KEYWARD_TEST_POSTGRES_URL is not"
+        );
+        eprintln!("skipped: set KEYWARD_TEST_POSTGRES_URL (scripts/test does)");
+        return None;
+    };
+    let db = format!("keyward_forge_{name}_{}", std::process::id());
+    sqlx::any::install_default_drivers();
+    let mut c = sqlx::AnyConnection::connect(&admin).await.unwrap();
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {db}"),
+        format!("CREATE DATABASE {db}"),
+    ] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut c)
+            .await
+            .unwrap();
+    }
+    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+    Some(format!("{base}/{db}"))
+}
+
+async fn backend(on: On, name: &str) -> Option<Backend> {
+    backend_with(on, name, Vec::new()).await
+}
+
+async fn backend_with(
+    on: On,
+    name: &str,
+    external_roots: Vec<keyward_cvc::Certificate>,
+) -> Option<Backend> {
+    let db_url = match on {
+        On::Sqlite => None,
+        On::Postgres => Some(fresh_postgres(name).await?),
+    };
+    let tag = match on {
+        On::Sqlite => "sqlite",
+        On::Postgres => "postgres",
+    };
+    let dir =
+        std::env::temp_dir().join(format!("keyward-forge-{name}-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let (producer, provisioner) = services(Settings {
         data_dir: &dir,
-        db_url: None,
+        db_url: db_url.as_deref(),
         unlock: keyward_ca::ca_set::Unlock::default(),
         naming: Naming {
             country: "ZZ".into(),
@@ -105,7 +163,22 @@ async fn backend_with(name: &str, external_roots: Vec<keyward_cvc::Certificate>)
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/rt", listener.local_addr().unwrap());
     tokio::spawn(keyward_ram::server::serve(engine, listener));
-    Backend { url, db, kst, dir }
+    Some(Backend { url, db, kst, dir })
+}
+
+/// Runs a test on SQLite and on PostgreSQL.
+macro_rules! on_both {
+    ($suite:ident, $sqlite:ident, $postgres:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $sqlite() {
+            $suite(On::Sqlite).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $postgres() {
+            $suite(On::Postgres).await;
+        }
+    };
 }
 
 async fn session(
@@ -136,6 +209,7 @@ fn blank(b: &Backend) -> Device {
     serial.copy_from_slice(&keyward_crypto::random(10).unwrap());
     Device {
         applet: Applet::new(State::blank(set, 0xFF, serial), MemoryStore),
+        tamper: None,
         rewrite: honest(),
     }
 }
@@ -179,12 +253,24 @@ fn empty_set() -> ScpKeySet {
     }
 }
 
-async fn refused(b: &Backend, d: &mut Device, expect: &str) {
-    refused_at(b, d, "profile=tls-client", expect).await;
+/// Whether the refusal comes after the device proved its identity (chain and chip
+/// authentication): only then does the audit event name it.
+#[derive(Clone, Copy, PartialEq)]
+enum Named {
+    Yes,
+    No,
 }
 
-async fn refused_at(b: &Backend, d: &mut Device, query: &str, expect: &str) {
+async fn refused(b: &Backend, d: &mut Device, named: Named, expect: &str) {
+    refused_at(b, d, "profile=tls-client", named, expect).await;
+}
+
+/// The provisioning is refused with `expect`, nothing is issued, and exactly one audit event
+/// records the refusal (naming the device, when the device got as far as authenticating).
+async fn refused_at(b: &Backend, d: &mut Device, query: &str, named: Named, expect: &str) {
     let before = b.db.certificates().await.unwrap().len();
+    let events_before = b.db.audit_events().await.unwrap().len();
+    let device = d.applet.state().device_chr().to_string();
     let (r, _) = session(&format!("{}/provision?{query}", b.url), d).await;
     match r {
         Err(ClientError::ServerStopped { text, .. }) => {
@@ -195,14 +281,30 @@ async fn refused_at(b: &Backend, d: &mut Device, query: &str, expect: &str) {
     let after = b.db.certificates().await.unwrap();
     assert_eq!(after.len(), before, "nothing issued");
     let audit = b.db.audit_events().await.unwrap();
+    assert_eq!(audit.len(), events_before + 1, "one audit event");
     let last = audit.last().unwrap();
     assert_eq!(last.event, "provisioning.refused");
     assert!(last.detail.contains(expect), "{}", last.detail);
+    match named {
+        Named::Yes => assert_eq!(
+            last.device_id,
+            Some(device),
+            "the device is named: {expect}"
+        ),
+        Named::No => assert_eq!(last.device_id, None, "an unproven identity is not recorded"),
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forged_provisionings_are_refused() {
-    let b = backend("main").await;
+on_both!(
+    forged_provisionings,
+    forged_provisionings_are_refused_on_sqlite,
+    forged_provisionings_are_refused_on_postgres
+);
+
+async fn forged_provisionings(on: On) {
+    let Some(b) = backend(on, "main").await else {
+        return;
+    };
 
     // The honest path works, and its GENERAL AUTHENTICATE answer is recorded.
     let mut d = produced(&b).await;
@@ -228,7 +330,7 @@ async fn forged_provisionings_are_refused() {
             r
         }
     });
-    refused(&b, &mut d, "chip authentication failed").await;
+    refused(&b, &mut d, Named::No, "chip authentication failed").await;
 
     // A flipped bit in the secure-messaging MAC of the key generation's answer.
     verify(&mut d, None);
@@ -239,11 +341,60 @@ async fn forged_provisionings_are_refused() {
         }
         r
     });
-    refused(&b, &mut d, "MAC does not verify").await;
+    refused(&b, &mut d, Named::Yes, "MAC does not verify").await;
+
+    // A tampered element that, once chip authentication has opened secure messaging, has
+    // another produced device's key sign its key attestation: a valid signature, by the wrong
+    // device.
+    let other = produced(&b).await.applet.state().device.clone().unwrap();
+    let theirs = other.clone();
+    verify(&mut d, None);
+    d.rewrite = honest();
+    d.tamper = Some(Box::new(move |apdu, applet| {
+        if apdu.get(1) == Some(&0x46) {
+            applet.state_mut().device = Some(theirs.clone());
+        }
+    }));
+    refused(
+        &b,
+        &mut d,
+        Named::Yes,
+        &format!("signed by device {}", other.chr),
+    )
+    .await;
+    d.tamper = None;
+
+    // The same with only the other device's private key: this device's name on a signature
+    // its key did not make.
+    let mine = produced(&b).await;
+    let own = mine.applet.state().device.clone().unwrap();
+    let mut d = mine;
+    d.tamper = Some(Box::new(move |apdu, applet| {
+        if apdu.get(1) == Some(&0x46) {
+            let device = applet.state_mut().device.as_mut().unwrap();
+            device.private = other.private.clone();
+        }
+    }));
+    refused(
+        &b,
+        &mut d,
+        Named::Yes,
+        "the device signature does not verify",
+    )
+    .await;
+    assert_eq!(d.applet.state().device_chr(), own.chr);
+
+    // A revoked device: refused before any key is generated.
+    let mut d = produced(&b).await;
+    let id = d.applet.state().device_chr().to_string();
+    b.db.revoke_device(&id, "keyCompromise").await.unwrap();
+    let keys_before = d.applet.state().keys.len();
+    refused(&b, &mut d, Named::Yes, &format!("device {id} is revoked")).await;
+    assert_eq!(d.applet.state().keys.len(), keys_before, "no key generated");
 
     // An element whose chain leads to another root (a development element, not produced here).
     let mut stranger = foreign_element(&b.dir.join("other-ca"));
-    refused(&b, &mut stranger, "not trusted").await;
+    refused(&b, &mut stranger, Named::No, "not trusted").await;
     let _ = std::fs::remove_dir_all(&b.dir);
 }
 
@@ -267,17 +418,29 @@ fn foreign_element(ca_dir: &std::path::Path) -> Device {
     hsm.verify_pin(PIN).unwrap();
     Device {
         applet: hsm.into_channel().0,
+        tamper: None,
         rewrite: honest(),
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn devices_of_an_external_root_are_registered_and_provisioned() {
+on_both!(
+    external_devices,
+    devices_of_an_external_root_are_registered_and_provisioned_on_sqlite,
+    devices_of_an_external_root_are_registered_and_provisioned_on_postgres
+);
+
+async fn external_devices(on: On) {
     // Another production line's root, trusted by configuration (as CardContact's is for
     // genuine SmartCard-HSMs).
-    let ca_dir = std::env::temp_dir().join(format!("keyward-forge-extca-{}", std::process::id()));
+    let ca_dir = std::env::temp_dir().join(format!(
+        "keyward-forge-extca-{}-{}",
+        on as u8,
+        std::process::id()
+    ));
     let other = keyward_se::dev_pki::DevCa::open_or_create(&ca_dir).unwrap();
-    let b = backend_with("external", vec![other.srca.clone()]).await;
+    let Some(b) = backend_with(on, "external", vec![other.srca.clone()]).await else {
+        return;
+    };
     let mut d = foreign_element(&ca_dir);
     let url = format!("{}/provision?profile=tls-client", b.url);
     let (r, _) = session(&url, &mut d).await;
@@ -303,9 +466,16 @@ async fn devices_of_an_external_root_are_registered_and_provisioned() {
     let _ = std::fs::remove_dir_all(&ca_dir);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn requests_outside_a_profiles_policy_are_refused() {
-    let b = backend("policy").await;
+on_both!(
+    policy,
+    requests_outside_a_profiles_policy_are_refused_on_sqlite,
+    requests_outside_a_profiles_policy_are_refused_on_postgres
+);
+
+async fn policy(on: On) {
+    let Some(b) = backend(on, "policy").await else {
+        return;
+    };
     let mut d = produced(&b).await;
     for (query, expect) in [
         (
@@ -326,7 +496,7 @@ async fn requests_outside_a_profiles_policy_are_refused() {
             "request parameter \"site\" is not",
         ),
     ] {
-        refused_at(&b, &mut d, query, expect).await;
+        refused_at(&b, &mut d, query, Named::Yes, expect).await;
         verify(&mut d, None);
     }
 
@@ -352,9 +522,16 @@ async fn requests_outside_a_profiles_policy_are_refused() {
     let _ = std::fs::remove_dir_all(&b.dir);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn production_without_a_pin_key_is_refused_before_the_element_is_touched() {
-    let b = backend("pinkey").await;
+on_both!(
+    pin_key,
+    production_without_a_pin_key_is_refused_before_the_element_is_touched_on_sqlite,
+    production_without_a_pin_key_is_refused_before_the_element_is_touched_on_postgres
+);
+
+async fn pin_key(on: On) {
+    let Some(b) = backend(on, "pinkey").await else {
+        return;
+    };
     for query in ["", "?pin_key=04", "?pin_key=zz"] {
         let mut d = blank(&b);
         let (r, notes) = session(&format!("{}/produce{query}", b.url), &mut d).await;
@@ -371,5 +548,79 @@ async fn production_without_a_pin_key_is_refused_before_the_element_is_touched()
         );
         assert!(b.db.devices().await.unwrap().is_empty(), "nothing reserved");
     }
+    let _ = std::fs::remove_dir_all(&b.dir);
+}
+
+on_both!(
+    interrupted,
+    an_unconfirmed_certificate_is_revoked_on_sqlite,
+    an_unconfirmed_certificate_is_revoked_on_postgres
+);
+
+/// An element that does not confirm storing its certificate (its answers to UPDATE BINARY
+/// lost): the certificate stays pending, never active; the sweep the server runs for sessions
+/// older than the longest one revokes it with an audit event, and it is on the CRL's list.
+async fn interrupted(on: On) {
+    let Some(b) = backend(on, "interrupted").await else {
+        return;
+    };
+    let mut d = produced(&b).await;
+    let id = d.applet.state().device_chr().to_string();
+    d.rewrite = Box::new(|apdu, r| {
+        if apdu.get(1) == Some(&0xD7) {
+            vec![0x6F, 0x00]
+        } else {
+            r
+        }
+    });
+    let (r, _) = session(&format!("{}/provision?profile=tls-client", b.url), &mut d).await;
+    assert!(r.is_err(), "the server saw no confirmation");
+    let certs = b.db.certificates().await.unwrap();
+    assert_eq!(certs.len(), 1);
+    assert_eq!(certs[0].state, "pending");
+    let serial = certs[0].serial.clone();
+
+    // Younger than the cut-off: left alone (its session could still be running).
+    let recorded = certs[0].created_at;
+    assert!(b.db.revoke_interrupted(recorded).await.unwrap().is_empty());
+    assert_eq!(
+        b.db.revoke_interrupted(recorded + 1).await.unwrap(),
+        vec![serial.clone()]
+    );
+    let cert = b.db.certificate(&serial).await.unwrap().unwrap();
+    assert_eq!(cert.state, "revoked");
+    assert_eq!(
+        cert.revocation_reason.as_deref(),
+        Some("provisioning interrupted")
+    );
+    assert!(
+        b.db.revoked_certificates()
+            .await
+            .unwrap()
+            .iter()
+            .any(|(s, _, _)| *s == serial)
+    );
+    let audit = b.db.audit_events().await.unwrap();
+    let last = audit.last().unwrap();
+    assert_eq!(
+        (last.event.as_str(), last.device_id.as_deref()),
+        ("certificate.revoked", Some(id.as_str()))
+    );
+    assert!(last.detail.contains(&serial) && last.detail.contains("interrupted"));
+
+    // The device provisions again, normally.
+    verify(&mut d, None);
+    d.rewrite = honest();
+    let (r, _) = session(&format!("{}/provision?profile=tls-client", b.url), &mut d).await;
+    r.unwrap();
+    let mut states: Vec<String> =
+        b.db.certificates()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| c.state)
+            .collect();
+    states.sort();
+    assert_eq!(states, ["active", "revoked"]);
     let _ = std::fs::remove_dir_all(&b.dir);
 }

@@ -196,6 +196,28 @@ pub fn run(a: &ServerArgs) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!(e))?;
         let provisioner = Arc::new(provisioner);
+        // Pending certificates older than the longest session belong to provisionings that
+        // ended without the element's confirmation: revoked now and every minute, not only
+        // when their device comes back.
+        let db = provisioner.db.clone();
+        let longest = i64::try_from(a.session_timeout).unwrap_or(i64::MAX);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                let before = keyward_server::db::now().saturating_sub(longest);
+                match db.revoke_interrupted(before).await {
+                    Ok(serials) if !serials.is_empty() => {
+                        tracing::warn!(
+                            ?serials,
+                            "revoked certificates of interrupted provisionings"
+                        );
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(error = %e, "revoking interrupted provisionings"),
+                }
+            }
+        });
         let engine = Arc::new(
             Engine::new(cfg)
                 .service("diag", Diag)
