@@ -68,6 +68,7 @@ fn site_profile() -> std::collections::BTreeMap<String, keyward_server::profile:
         subject = "CN={device_id}, OU={site}, O=Acme"
         alt_names = ["dns:{device_id}.{site}.acme.example"]
         parameters = ["site"]
+        use_counter = 1000
         "#,
     )
     .unwrap();
@@ -519,6 +520,12 @@ async fn policy(on: On) {
         has(&[0x06, 0x05, 0x2B, 0x81, 0x04, 0x00, 0x22]),
         "a P-384 key"
     );
+    // The element's key carries the profile's key-use counter and, not being exportable, an
+    // algorithm list without 92 (no wrapping under a DKEK).
+    let key = &d.applet.state().keys[&u8::try_from(certs[0].key_ref).unwrap()];
+    assert_eq!(key.use_counter, Some(1000));
+    let algorithms = key.algorithms.as_ref().expect("an algorithm list");
+    assert!(!algorithms.0.contains(&0x92), "{:02X?}", algorithms.0);
     let _ = std::fs::remove_dir_all(&b.dir);
 }
 
