@@ -13,7 +13,7 @@ use keyward_card::{KeyOptions, KeySpec, generate_command, key_description, write
 use keyward_cvc::{AttestedKey, AuthenticatedRequest, CvDate, DeviceIdentity, TrustStore};
 use keyward_sm::{ChipAuthHost, SmError, SmSession};
 
-use crate::batch::{Batch, BatchError, OK, answer, apdu};
+use crate::batch::{Answer, Batch, BatchError, OK, answer, apdu};
 
 /// READ BINARY chunks of EF.C_DevAut (a device and a DICA certificate fit in three).
 const CHAIN_READS: u16 = 3;
@@ -59,6 +59,10 @@ pub fn opening(chip: &ChipAuthHost) -> Result<Batch, ProvisionError> {
     b.plain_command("GENERAL AUTHENTICATE", &ga, OK)?;
     Ok(b)
 }
+
+/// How much of a stored certificate identifies it: the DER header, version and the 128-bit
+/// serial number fit in 32 bytes.
+pub const CERTIFICATE_PREFIX: usize = 32;
 
 /// An authenticated device with its secure-messaging channel.
 pub struct Device {
@@ -130,6 +134,58 @@ impl Device {
         Ok(b)
     }
 
+    /// Adds, under SM, the reads of the first [`CERTIFICATE_PREFIX`] bytes of `CE<kid>` for
+    /// each of `kids`: enough of a certificate to name it by its serial number (see
+    /// [`Self::held_certificates`]).
+    pub fn read_certificate_prefixes(
+        &mut self,
+        batch: &mut Batch,
+        kids: &[u8],
+    ) -> Result<(), ProvisionError> {
+        for &kid in kids {
+            let cmd = Command::new(0, 0xB1, 0xCE, kid)
+                .with_data(vec![0x54, 2, 0, 0])
+                .with_le(CERTIFICATE_PREFIX as u32);
+            // 6282: a shorter file; 6A82: no certificate under that key id.
+            batch.sm(
+                &mut self.sm,
+                "READ BINARY certificate",
+                &cmd,
+                &[0x9000, 0x6282, 0x6A82],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Which of `candidates` (key id, certificate DER) the element holds in `CE<kid>` (their
+    /// indices), from the answers to [`Self::read_certificate_prefixes`] in `answers` (in the
+    /// candidates' order).
+    pub fn held_certificates(answers: &[Answer], candidates: &[(u8, Vec<u8>)]) -> Vec<usize> {
+        let reads = answers
+            .iter()
+            .filter(|a| a.step == "READ BINARY certificate");
+        candidates
+            .iter()
+            .zip(reads)
+            .enumerate()
+            .filter(|(_, ((_, der), a))| {
+                a.sw == 0x9000 && der.get(..CERTIFICATE_PREFIX) == Some(&a.data[..])
+            })
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// Adds, under SM, the deletion of keys `kids` with their certificates and descriptions.
+    pub fn delete_keys(&mut self, batch: &mut Batch, kids: &[u8]) -> Result<(), ProvisionError> {
+        for &kid in kids {
+            for prefix in [0xCC, 0xCE, 0xC4] {
+                let cmd = Command::new(0, 0xE4, 2, 0).with_data(vec![prefix, kid]);
+                batch.sm(&mut self.sm, "DELETE FILE", &cmd, &[0x9000, 0x6A82])?;
+            }
+        }
+        Ok(())
+    }
+
     /// Verifies the generated key's attestation: the request's self-signature (possession)
     /// and the device's signature over it (origin), by the device that authenticated.
     pub fn read_key(
@@ -137,6 +193,17 @@ impl Device {
         batch: &Batch,
         responses: &[Vec<u8>],
     ) -> Result<(AttestedKey, AuthenticatedRequest), ProvisionError> {
+        self.read_key_with(batch, responses)
+            .map(|(key, ar, _)| (key, ar))
+    }
+
+    /// [`Self::read_key`] for a batch that carries more commands after the key generation;
+    /// also returns every checked answer.
+    pub fn read_key_with(
+        &self,
+        batch: &Batch,
+        responses: &[Vec<u8>],
+    ) -> Result<(AttestedKey, AuthenticatedRequest, Vec<Answer>), ProvisionError> {
         let answers = batch.check(None, Some(&self.sm), responses)?;
         let raw = &answers
             .first()
@@ -148,7 +215,7 @@ impl Device {
             .identity
             .verify_attestation(&ar)
             .map_err(|e| ProvisionError::Attestation(e.to_string()))?;
-        Ok((key, ar))
+        Ok((key, ar, answers))
     }
 
     /// Round trip 3: the certificate into `CE<kid>` and the key's PKCS#15 description into

@@ -690,10 +690,14 @@ impl Db {
     /// The element stored the certificate. For a renewal, the certificate it replaces is
     /// revoked (superseded) in the same transaction, so at no moment is the device without a
     /// valid certificate nor with two for one purpose.
+    ///
+    /// `removed`: certificates of earlier provisionings (interrupted or superseded) whose keys
+    /// the same session deleted from the element; recorded in the audit log.
     pub async fn activate_certificate(
         &self,
         serial: &str,
         replaces: Option<&str>,
+        removed: &[(String, i64)],
     ) -> Result<(), DbError> {
         let _w = self.writer().await;
         let mut tx = self.pool.begin().await?;
@@ -710,6 +714,15 @@ impl Db {
             &format!("serial {serial}"),
         )
         .await?;
+        for (old, kid) in removed {
+            Self::audit(
+                &mut tx,
+                "key.deleted",
+                Some(&device_id),
+                &format!("key {kid} of certificate {old} deleted from the element"),
+            )
+            .await?;
+        }
         if let Some(old) = replaces {
             let revoked = sqlx::query(
                 "UPDATE certificates SET state = 'revoked', revoked_at = $1, revocation_reason = 'superseded' WHERE serial = $2 AND device_id = $3 AND state = 'active'",

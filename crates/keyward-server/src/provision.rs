@@ -132,6 +132,11 @@ pub async fn authenticate(
     }))
 }
 
+/// A certificate whose provisioning ended without the element's confirmation.
+fn is_interrupted(c: &CertificateRow) -> bool {
+    c.state == "pending" || c.revocation_reason.as_deref() == Some("provisioning interrupted")
+}
+
 /// Whether the recorded EF.C_DevAut (hex) certifies the public point the device presented.
 pub fn same_device_key(recorded_hex: Option<&str>, presented: &[u8]) -> bool {
     let Some(chain) = recorded_hex.and_then(|h| hex::decode(h).ok()) else {
@@ -187,16 +192,36 @@ impl Provisioner {
                     .await;
             }
         };
-        if let Some(old) = &renews {
-            let owned = self
-                .db
-                .certificate(old)
-                .await?
-                .is_some_and(|c| c.device_id == id && c.state == "active");
-            if !owned {
-                return self.refused(Some(&id), Refusal::Renewal(old.clone())).await;
-            }
-        }
+        let history = self.db.device_certificates(&id).await?;
+        let renews = match renews {
+            None => None,
+            Some(old) => match history.iter().find(|c| c.serial == old) {
+                Some(c) if c.state == "active" => Some(old),
+                // The device names a certificate whose provisioning was interrupted (stored on
+                // the element, never confirmed): what it renews is this profile's active one.
+                Some(c) if is_interrupted(c) => history
+                    .iter()
+                    .filter(|a| a.state == "active" && a.profile == c.profile)
+                    .max_by_key(|a| a.not_after)
+                    .map(|a| a.serial.clone()),
+                _ => return self.refused(Some(&id), Refusal::Renewal(old)).await,
+            },
+        };
+        // Keys of earlier provisionings the element may still hold: interrupted ones (their
+        // certificates revoked) and superseded ones a device did not delete. Read back with the
+        // key generation, deleted with the certificate's storage if they are what was issued.
+        let (stale, stale_serials): (Vec<(u8, Vec<u8>)>, Vec<String>) = history
+            .iter()
+            .filter(|c| is_interrupted(c) || c.revocation_reason.as_deref() == Some("superseded"))
+            .filter_map(|c| {
+                let kid = u8::try_from(c.key_ref).ok()?;
+                let der = hex::decode(&c.der).ok()?;
+                device
+                    .key_ids
+                    .contains(&kid)
+                    .then(|| ((kid, der), c.serial.clone()))
+            })
+            .unzip();
         let refuse = |source| Refusal::Provisioning {
             device: id.clone(),
             source,
@@ -212,12 +237,18 @@ impl Provisioner {
             Ok(g) => g,
             Err(e) => return self.refused(Some(&id), refuse(e)).await,
         };
-        let (kid, generate) = generate;
+        let (kid, mut generate) = generate;
+        let kids: Vec<u8> = stale.iter().map(|(k, _)| *k).collect();
+        if let Err(e) = device.read_certificate_prefixes(&mut generate, &kids) {
+            return self.refused(Some(&id), refuse(e)).await;
+        }
         let r = session.transmit(generate.apdus().to_vec()).await?;
-        let (key, ar) = match device.read_key(&generate, &r) {
+        let (key, ar, answers) = match device.read_key_with(&generate, &r) {
             Ok(k) => k,
             Err(e) => return self.refused(Some(&id), refuse(e)).await,
         };
+        let held = Device::held_certificates(&answers, &stale);
+        let held_kids: Vec<u8> = held.iter().map(|&i| stale[i].0).collect();
         let subject_key = match attested_key(&key.public_key, spec) {
             Ok(k) => k,
             Err(source) => {
@@ -267,7 +298,10 @@ impl Provisioner {
                 revocation_reason: None,
             })
             .await?;
-        let store = match device.store(kid, spec, &name, &issued.der, &ar) {
+        let store = match device
+            .store(kid, spec, &name, &issued.der, &ar)
+            .and_then(|mut b| device.delete_keys(&mut b, &held_kids).map(|()| b))
+        {
             Ok(b) => b,
             Err(e) => return self.refused(Some(&id), refuse(e)).await,
         };
@@ -281,8 +315,12 @@ impl Provisioner {
         if let Err(e) = device.check_store(&store, &r) {
             return self.refused(Some(&id), refuse(e)).await;
         }
+        let removed: Vec<(String, i64)> = held
+            .iter()
+            .map(|&i| (stale_serials[i].clone(), i64::from(stale[i].0)))
+            .collect();
         self.db
-            .activate_certificate(&serial, renews.as_deref())
+            .activate_certificate(&serial, renews.as_deref(), &removed)
             .await?;
         tracing::info!(device = %id, %serial, profile = %name, kid, "certificate provisioned");
         Ok(())

@@ -573,6 +573,12 @@ async fn interrupted(on: On) {
     };
     let mut d = produced(&b).await;
     let id = d.applet.state().device_chr().to_string();
+    let url = format!("{}/provision?profile=tls-client", b.url);
+    // A first certificate (A), provisioned normally: key 1.
+    let (r, _) = session(&url, &mut d).await;
+    r.unwrap();
+    let first = b.db.certificates().await.unwrap()[0].serial.clone();
+    verify(&mut d, None);
     d.rewrite = Box::new(|apdu, r| {
         if apdu.get(1) == Some(&0xD7) {
             vec![0x6F, 0x00]
@@ -580,12 +586,17 @@ async fn interrupted(on: On) {
             r
         }
     });
-    let (r, _) = session(&format!("{}/provision?profile=tls-client", b.url), &mut d).await;
+    let (r, _) = session(&format!("{url}&renew={first}"), &mut d).await;
     assert!(r.is_err(), "the server saw no confirmation");
     let certs = b.db.certificates().await.unwrap();
-    assert_eq!(certs.len(), 1);
-    assert_eq!(certs[0].state, "pending");
-    let serial = certs[0].serial.clone();
+    let pending: Vec<_> = certs.iter().filter(|c| c.state == "pending").collect();
+    assert_eq!(pending.len(), 1);
+    let serial = pending[0].serial.clone();
+    // The element holds the unconfirmed certificate (B) with its key 2.
+    let keys = |d: &Device| d.applet.state().keys.keys().copied().collect::<Vec<u8>>();
+    assert_eq!(keys(&d), [1, 2]);
+    let der = hex::decode(&pending[0].der).unwrap();
+    assert_eq!(d.applet.state().files.get(&0xCE02).unwrap().0, der);
 
     // Younger than the cut-off: left alone (its session could still be running).
     let recorded = certs[0].created_at;
@@ -615,19 +626,53 @@ async fn interrupted(on: On) {
     );
     assert!(last.detail.contains(&serial) && last.detail.contains("interrupted"));
 
-    // The device provisions again, normally.
+    // The device, taking the newest certificate it holds (B) for its current one, renews it:
+    // the back end renews A, this profile's active certificate, and deletes B's key from the
+    // element in the same session.
     verify(&mut d, None);
     d.rewrite = honest();
-    let (r, _) = session(&format!("{}/provision?profile=tls-client", b.url), &mut d).await;
+    let (r, _) = session(&format!("{url}&renew={serial}"), &mut d).await;
     r.unwrap();
-    let mut states: Vec<String> =
-        b.db.certificates()
+    let state = |serial: &str| {
+        let db = b.db.clone();
+        let serial = serial.to_string();
+        async move { db.certificate(&serial).await.unwrap().unwrap() }
+    };
+    let a = state(&first).await;
+    assert_eq!(
+        (a.state.as_str(), a.revocation_reason.as_deref()),
+        ("revoked", Some("superseded"))
+    );
+    let certs = b.db.certificates().await.unwrap();
+    let active: Vec<_> = certs.iter().filter(|c| c.state == "active").collect();
+    assert_eq!(active.len(), 1);
+    assert_eq!(active[0].key_ref, 3);
+    assert_eq!(
+        keys(&d),
+        [1, 3],
+        "B's key is gone, A's (superseded) still there"
+    );
+    let audit = b.db.audit_events().await.unwrap();
+    assert!(audit.iter().any(|e| e.event == "key.deleted"
+        && e.device_id.as_deref() == Some(id.as_str())
+        && e.detail == format!("key 2 of certificate {serial} deleted from the element")));
+    // A device that did not delete A's key after its renewal: the next session does.
+    verify(&mut d, None);
+    let (r, _) = session(&format!("{}/provision?profile=site&site=x", b.url), &mut d).await;
+    r.unwrap();
+    assert_eq!(
+        keys(&d),
+        [2, 3],
+        "A's key deleted, the new key in the lowest free id"
+    );
+    assert!(audit.len() < b.db.audit_events().await.unwrap().len());
+    assert!(
+        b.db.audit_events()
             .await
             .unwrap()
-            .into_iter()
-            .map(|c| c.state)
-            .collect();
-    states.sort();
-    assert_eq!(states, ["active", "revoked"]);
+            .iter()
+            .any(|e| e.event == "key.deleted"
+                && e.detail == format!("key 1 of certificate {first} deleted from the element"))
+    );
     let _ = std::fs::remove_dir_all(&b.dir);
 }

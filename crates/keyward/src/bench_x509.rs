@@ -311,7 +311,7 @@ fn server_responder(rt: &tokio::runtime::Runtime, dir: &Path, a: &X509Args) -> a
             revoked_at: None,
             revocation_reason: None,
         }))?;
-        rt.block_on(provisioner.db.activate_certificate(&serial, None))?;
+        rt.block_on(provisioner.db.activate_certificate(&serial, None, &[]))?;
         last = Some(issued.der);
     }
     let leaf = last.context("no certificate")?;

@@ -167,14 +167,28 @@ fn cycle(a: &RunArgs, pin: &str) -> anyhow::Result<Cycle> {
         tracing::info!(%profile, %certificate, round_trips = summary.round_trips, "certificate renewed");
         out.renewed.push(format!("{profile}: {certificate}"));
         // The new key and certificate are stored and the old certificate is revoked: only now
-        // does the old key go. (The session's end also ended the PIN's validity.)
-        if let Some(old) = current {
+        // do the keys this profile had before go — the one renewed, and any a session stored
+        // without confirming (the back end revoked its certificate). (The session's end also
+        // ended the PIN's validity.)
+        let before: Vec<&Held> = held.iter().filter(|h| &h.label == profile).collect();
+        if !before.is_empty() {
             let mut hsm = Hsm::new(&mut channel);
             hsm.select()?;
             hsm.verify_pin(pin.as_bytes())?;
-            hsm.delete_key(old.kid)
-                .with_context(|| format!("deleting the superseded key {}", old.kid))?;
-            tracing::info!(kid = old.kid, serial = %old.serial, "superseded key deleted");
+            for old in before {
+                // The back end may have deleted it already (it removes keys of interrupted
+                // provisionings in a later session's last batch).
+                match hsm.delete_key(old.kid) {
+                    Ok(()) => {
+                        tracing::info!(kid = old.kid, serial = %old.serial, "superseded key deleted");
+                    }
+                    Err(HsmError::NotFound) => {}
+                    Err(e) => {
+                        return Err(e)
+                            .with_context(|| format!("deleting the superseded key {}", old.kid));
+                    }
+                }
+            }
         }
     }
     if !out.renewed.is_empty() {
