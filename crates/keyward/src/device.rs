@@ -404,10 +404,36 @@ pub(crate) fn provision_over(
         timeout,
         &mut on_notify,
         Some(keyward_ram::guard::BACK_END_SERVICES),
-    )?;
-    let certificate =
-        certificate.context("the service ended without provisioning a certificate")?;
-    Ok((certificate, summary))
+    );
+    match (summary, certificate.take()) {
+        (Ok(s), Some(c)) => Ok((c, s)),
+        (Ok(_), None) => anyhow::bail!("the service ended without provisioning a certificate"),
+        (Err(e), None) => Err(e),
+        (Err(e), Some(c)) => Err(e.context(NotConfirmed(c))),
+    }
+}
+
+/// A provisioning that failed after the back end announced its certificate (`certificate:SERIAL
+/// key:KID`): the element may hold it, but the back end never recorded it as provisioned and
+/// revokes it. Renewing it replaces it.
+#[derive(Debug)]
+pub(crate) struct NotConfirmed(pub String);
+
+impl NotConfirmed {
+    /// The announced certificate's serial.
+    pub fn serial(&self) -> Option<&str> {
+        self.0.strip_prefix("certificate:")?.split(' ').next()
+    }
+}
+
+impl std::fmt::Display for NotConfirmed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the element may hold {}, which the back end did not confirm (it is revoked; provision again)",
+            self.0
+        )
+    }
 }
 
 fn provision(a: &ProvisionArgs) -> anyhow::Result<()> {

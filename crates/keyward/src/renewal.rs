@@ -125,7 +125,11 @@ fn read_pin(path: &std::path::Path) -> anyhow::Result<Zeroizing<String>> {
     ))
 }
 
-fn cycle(a: &RunArgs, pin: &str) -> anyhow::Result<Cycle> {
+/// Certificates the element may hold that a failed session announced but the back end never
+/// confirmed: renewed at once, whatever their validity says.
+type Unconfirmed = std::collections::BTreeSet<String>;
+
+fn cycle(a: &RunArgs, pin: &str, unconfirmed: &mut Unconfirmed) -> anyhow::Result<Cycle> {
     let mut channel = open_transport(&a.card).with_context(|| format!("opening {}", a.card))?;
     let held = {
         let mut hsm = Hsm::new(&mut channel);
@@ -144,7 +148,14 @@ fn cycle(a: &RunArgs, pin: &str) -> anyhow::Result<Cycle> {
             .iter()
             .filter(|h| &h.label == profile)
             .max_by_key(|h| h.not_after);
-        let due = current.map_or(t, |h| h.due(a));
+        // Two certificates for one profile: a renewal whose old key was not deleted, or a
+        // session that stored a certificate without confirming it. A renewal sorts it out (the
+        // back end deletes what it revoked).
+        let doubled = held.iter().filter(|h| &h.label == profile).count() > 1;
+        let due = match current {
+            Some(h) if !doubled && !unconfirmed.contains(&h.serial) => h.due(a),
+            _ => t,
+        };
         if t < due {
             out.next_due = out.next_due.min(due);
             continue;
@@ -163,6 +174,13 @@ fn cycle(a: &RunArgs, pin: &str) -> anyhow::Result<Cycle> {
             a.timeout,
         );
         channel = card.0;
+        if let Err(e) = &result
+            && let Some(serial) = e
+                .downcast_ref::<crate::device::NotConfirmed>()
+                .and_then(|n| n.serial())
+        {
+            unconfirmed.insert(serial.to_string());
+        }
         let (certificate, summary) = result.with_context(|| format!("provisioning {profile}"))?;
         tracing::info!(%profile, %certificate, round_trips = summary.round_trips, "certificate renewed");
         out.renewed.push(format!("{profile}: {certificate}"));
@@ -222,8 +240,9 @@ pub fn run(a: &RunArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let mut backoff = a.backoff_min;
     let mut last_success = std::time::Instant::now();
+    let mut unconfirmed = Unconfirmed::new();
     loop {
-        match cycle(a, &pin) {
+        match cycle(a, &pin, &mut unconfirmed) {
             Ok(c) => {
                 backoff = a.backoff_min;
                 last_success = std::time::Instant::now();
