@@ -42,7 +42,6 @@ pub enum CryptoError {
     Failed,
 }
 
-/// Fills a buffer from the operating system's RNG.
 /// `MD5^count(data)`: MD5, then `count - 1` more MD5s of the result — OpenSSL's iterated
 /// `EVP_BytesToKey` step, which DKEK share files use (MD5 for compatibility, not strength).
 pub fn md5_iterated(data: &[u8], count: u32) -> Zeroizing<[u8; 16]> {
@@ -54,6 +53,17 @@ pub fn md5_iterated(data: &[u8], count: u32) -> Zeroizing<[u8; 16]> {
     Zeroizing::new(h)
 }
 
+/// HMAC-SHA-256 (RFC 2104) of `data` under `key`.
+pub fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
+    use hmac::{KeyInit as _, Mac as _};
+    // HMAC takes keys of any length: new_from_slice cannot fail for it.
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key)
+        .unwrap_or_else(|_| hmac::Hmac::<sha2::Sha256>::new(&Default::default()));
+    mac.update(data);
+    mac.finalize().into_bytes().into()
+}
+
+/// Fills a buffer from the operating system's RNG.
 pub fn random(len: usize) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
     let mut buf = Zeroizing::new(vec![0u8; len]);
     getrandom::fill(&mut buf).map_err(|_| CryptoError::Rng)?;

@@ -45,3 +45,22 @@ fn rsa_pkcs1_and_pss_every_hash() {
         assert!(public.verify(RsaScheme::Pss(h), &digest, &sig), "{h:?}");
     }
 }
+
+/// RFC 4231 test cases 2 (short key) and 6 (key longer than the block).
+#[test]
+fn hmac_sha256_matches_rfc_4231() {
+    assert_eq!(
+        hex::encode(keyward_crypto::hmac_sha256(
+            b"Jefe",
+            b"what do ya want for nothing?"
+        )),
+        "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+    );
+    assert_eq!(
+        hex::encode(keyward_crypto::hmac_sha256(
+            &[0xaa; 131],
+            b"Test Using Larger Than Block-Size Key - Hash Key First"
+        )),
+        "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
+    );
+}

@@ -9,6 +9,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
+use subtle::ConstantTimeEq as _;
+
+pub use crate::seal::AuditKey;
 
 /// The schema this build reads and writes.
 pub const SCHEMA_VERSION: i64 = 4;
@@ -24,9 +27,12 @@ const MIGRATIONS: &[(i64, &str)] = &[
 /// The hash before the first audit event.
 pub const AUDIT_GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// An audit event's hash: SHA-256 over the previous hash and the event's fields, each on its
-/// own line (hex).
+/// An audit event's hash over the previous hash and the event's fields, each on its own line:
+/// `hmac:` and the hex HMAC-SHA-256 under the audit key when there is one (whoever can write to
+/// the database but lacks the data directory cannot recompute the chain), else the hex SHA-256
+/// (logs written before the key, and handles opened without it).
 pub fn audit_hash(
+    key: Option<&AuditKey>,
     prev: &str,
     seq: i64,
     at: i64,
@@ -38,7 +44,25 @@ pub fn audit_hash(
         "{prev}\n{seq}\n{at}\n{event}\n{}\n{detail}",
         device_id.unwrap_or_default()
     );
-    hex::encode(keyward_crypto::HashAlg::Sha256.digest(text.as_bytes()))
+    match key {
+        Some(k) => format!("{KEYED}{}", hex::encode(k.mac(text.as_bytes()))),
+        None => hex::encode(keyward_crypto::HashAlg::Sha256.digest(text.as_bytes())),
+    }
+}
+
+/// The prefix of keyed audit hashes.
+const KEYED: &str = "hmac:";
+
+/// What [`Db::verify_audit`] established.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditCheck {
+    /// Events in the log.
+    pub events: i64,
+    /// The newest event's hash.
+    pub head: String,
+    /// Keyed events whose content could not be checked (no audit key given): only their
+    /// sequence and links were.
+    pub content_unchecked: i64,
 }
 
 /// Why the audit log does not verify.
@@ -50,6 +74,10 @@ pub enum AuditBreak {
     Changed(i64),
     #[error("event {0} does not follow the event before it (broken chain)")]
     Unlinked(i64),
+    #[error(
+        "event {0} is not chained under this installation's audit key (written without it, or the log was rewritten)"
+    )]
+    Unkeyed(i64),
     #[error("the log ends at event {last}, but {issued} were written: the newest were deleted")]
     Truncated { last: i64, issued: i64 },
 }
@@ -188,6 +216,8 @@ pub struct Db {
     /// SQLite allows one writer: writers queue here instead of failing with SQLITE_BUSY.
     /// PostgreSQL needs no such queue (row locks order the writers).
     write: Option<tokio::sync::Mutex<()>>,
+    /// The audit chain's key: events are chained by HMAC under it (see [`audit_hash`]).
+    audit_key: Option<AuditKey>,
 }
 
 /// Seconds since the epoch, as the tables record time.
@@ -256,10 +286,19 @@ impl Db {
             pool,
             engine,
             write: (engine == Engine::Sqlite).then(|| tokio::sync::Mutex::new(())),
+            audit_key: None,
         };
         db.migrate().await?;
         db.chain_unchained_audit().await?;
         Ok(db)
+    }
+
+    /// Chains the audit events this handle writes under `key` (the data directory's), and
+    /// checks every event against it in [`Self::verify_audit`].
+    #[must_use]
+    pub fn with_audit_key(mut self, key: AuditKey) -> Self {
+        self.audit_key = Some(key);
+        self
     }
 
     async fn writer(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
@@ -319,6 +358,7 @@ impl Db {
     }
 
     async fn audit(
+        &self,
         tx: &mut Tx<'_>,
         event: &str,
         device_id: Option<&str>,
@@ -334,7 +374,15 @@ impl Db {
             .flatten();
         let prev = prev.unwrap_or_else(|| AUDIT_GENESIS.to_string());
         let at = now();
-        let hash = audit_hash(&prev, seq, at, event, device_id, detail);
+        let hash = audit_hash(
+            self.audit_key.as_ref(),
+            &prev,
+            seq,
+            at,
+            event,
+            device_id,
+            detail,
+        );
         sqlx::query(
             "INSERT INTO audit (seq, at, event, device_id, detail, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
@@ -434,7 +482,7 @@ impl Db {
         .bind(created_at)
         .execute(&mut *tx)
         .await?;
-        Self::audit(
+        self.audit(
             &mut tx,
             "device.reserved",
             Some(&device_id),
@@ -486,7 +534,7 @@ impl Db {
         .bind(at)
         .execute(&mut *tx)
         .await?;
-        Self::audit(
+        self.audit(
             &mut tx,
             "device.registered",
             Some(device_id),
@@ -508,7 +556,7 @@ impl Db {
         .bind(seq)
         .fetch_one(&mut *tx)
         .await?;
-        Self::audit(
+        self.audit(
             &mut tx,
             "device.certified",
             Some(&device_id),
@@ -534,7 +582,7 @@ impl Db {
             .fetch_one(&mut *tx)
             .await?;
         let row = device_row(&row)?;
-        Self::audit(
+        self.audit(
             &mut tx,
             "device.produced",
             Some(&row.device_id),
@@ -553,7 +601,8 @@ impl Db {
     ) -> Result<(), DbError> {
         let _w = self.writer().await;
         let mut tx = self.pool.begin().await?;
-        Self::audit(&mut tx, "production.refused", device_id, detail).await?;
+        self.audit(&mut tx, "production.refused", device_id, detail)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -600,7 +649,8 @@ impl Db {
         .bind(device_id)
         .execute(&mut *tx)
         .await?;
-        Self::audit(&mut tx, "device.revoked", Some(device_id), reason).await?;
+        self.audit(&mut tx, "device.revoked", Some(device_id), reason)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -620,7 +670,8 @@ impl Db {
         .fetch_all(&mut *tx)
         .await?;
         for serial in &interrupted {
-            Self::audit_interrupted(&mut tx, &c.device_id, serial).await?;
+            self.audit_interrupted(&mut tx, &c.device_id, serial)
+                .await?;
         }
         sqlx::query(concat!(
             "INSERT INTO certificates (",
@@ -638,7 +689,7 @@ impl Db {
         .bind(at)
         .execute(&mut *tx)
         .await?;
-        Self::audit(
+        self.audit(
             &mut tx,
             "certificate.issued",
             Some(&c.device_id),
@@ -650,11 +701,12 @@ impl Db {
     }
 
     async fn audit_interrupted(
+        &self,
         tx: &mut Tx<'_>,
         device_id: &str,
         serial: &str,
     ) -> Result<(), DbError> {
-        Self::audit(
+        self.audit(
             tx,
             "certificate.revoked",
             Some(device_id),
@@ -680,7 +732,7 @@ impl Db {
         for r in rows {
             let (serial, device): (String, String) =
                 (r.try_get("serial")?, r.try_get("device_id")?);
-            Self::audit_interrupted(&mut tx, &device, &serial).await?;
+            self.audit_interrupted(&mut tx, &device, &serial).await?;
             serials.push(serial);
         }
         tx.commit().await?;
@@ -707,7 +759,7 @@ impl Db {
         .bind(serial)
         .fetch_one(&mut *tx)
         .await?;
-        Self::audit(
+        self.audit(
             &mut tx,
             "certificate.provisioned",
             Some(&device_id),
@@ -715,7 +767,7 @@ impl Db {
         )
         .await?;
         for (old, kid) in removed {
-            Self::audit(
+            self.audit(
                 &mut tx,
                 "key.deleted",
                 Some(&device_id),
@@ -733,7 +785,7 @@ impl Db {
             .execute(&mut *tx)
             .await?;
             if revoked.rows_affected() == 1 {
-                Self::audit(
+                self.audit(
                     &mut tx,
                     "certificate.revoked",
                     Some(&device_id),
@@ -766,7 +818,7 @@ impl Db {
     ) -> Result<(), DbError> {
         let _w = self.writer().await;
         let mut tx = self.pool.begin().await?;
-        Self::audit(&mut tx, event, device_id, detail).await?;
+        self.audit(&mut tx, event, device_id, detail).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -791,6 +843,7 @@ impl Db {
             let event: String = r.try_get("event")?;
             let detail: String = r.try_get("detail")?;
             let h = audit_hash(
+                None,
                 &prev,
                 seq,
                 r.try_get("at")?,
@@ -810,14 +863,17 @@ impl Db {
         Ok(())
     }
 
-    /// Checks the whole audit log: contiguous sequence, every hash over its content and its
-    /// predecessor, nothing removed from the end. Returns the number of events and the head.
-    pub async fn verify_audit(&self) -> Result<(i64, String), DbError> {
+    /// Checks the whole audit log: contiguous sequence, every link to its predecessor, every
+    /// hash over its content, nothing removed from the end. With the audit key every event must
+    /// be chained under it; without it, keyed events are checked for sequence and links only
+    /// (counted in [`AuditCheck::content_unchecked`]).
+    pub async fn verify_audit(&self) -> Result<AuditCheck, DbError> {
         let events = self.audit_events().await?;
         let issued: i64 = sqlx::query_scalar("SELECT value FROM counters WHERE name = 'audit'")
             .fetch_one(&self.pool)
             .await?;
         let mut prev = AUDIT_GENESIS.to_string();
+        let mut content_unchecked = 0;
         for (i, e) in events.iter().enumerate() {
             let expected_seq = i64::try_from(i).unwrap_or(i64::MAX) + 1;
             if e.seq != expected_seq {
@@ -826,7 +882,19 @@ impl Db {
             if e.prev_hash.as_deref() != Some(prev.as_str()) {
                 return Err(AuditBreak::Unlinked(e.seq).into());
             }
+            let stored = e.hash.clone().unwrap_or_default();
+            let keyed = stored.starts_with(KEYED);
+            let key = match (&self.audit_key, keyed) {
+                (Some(_), false) => return Err(AuditBreak::Unkeyed(e.seq).into()),
+                (None, true) => {
+                    content_unchecked += 1;
+                    prev = stored;
+                    continue;
+                }
+                (key, _) => key.as_ref(),
+            };
             let h = audit_hash(
+                key,
                 &prev,
                 e.seq,
                 e.at,
@@ -834,7 +902,8 @@ impl Db {
                 e.device_id.as_deref(),
                 &e.detail,
             );
-            if e.hash.as_deref() != Some(h.as_str()) {
+            let same: bool = h.as_bytes().ct_eq(stored.as_bytes()).into();
+            if !same {
                 return Err(AuditBreak::Changed(e.seq).into());
             }
             prev = h;
@@ -843,7 +912,11 @@ impl Db {
         if last != issued {
             return Err(AuditBreak::Truncated { last, issued }.into());
         }
-        Ok((last, prev))
+        Ok(AuditCheck {
+            events: last,
+            head: prev,
+            content_unchecked,
+        })
     }
 
     /// Revoked certificates: serial (hex), when, why.
@@ -881,7 +954,7 @@ impl Db {
         let Some(device) = device else {
             return Ok(false);
         };
-        Self::audit(
+        self.audit(
             &mut tx,
             "certificate.revoked",
             Some(&device),
@@ -908,7 +981,7 @@ impl Db {
         .bind(now())
         .execute(&mut *tx)
         .await?;
-        Self::audit(
+        self.audit(
             &mut tx,
             "api.token_created",
             None,

@@ -54,7 +54,8 @@ pub async fn services(
     let db = Arc::new(
         Db::open(&url, s.db_connections)
             .await
-            .map_err(|e| format!("database {}: {e}", redact(&url)))?,
+            .map_err(|e| format!("database {}: {e}", redact(&url)))?
+            .with_audit_key(dd.master.audit_key()),
     );
     let mut trust = keyward_cvc::TrustStore::new();
     trust.add_root(dd.root.clone())?;

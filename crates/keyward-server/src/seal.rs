@@ -17,8 +17,18 @@ pub enum SealError {
     Random,
 }
 
+/// The key of the audit log's HMAC chain.
+#[derive(Clone)]
+pub struct AuditKey(Zeroizing<[u8; 32]>);
+
+impl AuditKey {
+    pub fn mac(&self, data: &[u8]) -> [u8; 32] {
+        keyward_crypto::hmac_sha256(&*self.0, data)
+    }
+}
+
 /// The server's master key.
-pub struct MasterKey(Aes256Gcm);
+pub struct MasterKey(Aes256Gcm, AuditKey);
 
 impl MasterKey {
     pub fn new(key: &[u8]) -> Result<Self, SealError> {
@@ -27,7 +37,17 @@ impl MasterKey {
         }
         Ok(Self(
             Aes256Gcm::new_from_slice(key).map_err(|_| SealError::KeyLength)?,
+            AuditKey(Zeroizing::new(keyward_crypto::hmac_sha256(
+                key,
+                b"keyward audit chain v1",
+            ))),
         ))
+    }
+
+    /// The key the audit log's chain is computed under (derived from the master key, so whoever
+    /// writes to the database without the data directory cannot recompute the chain).
+    pub fn audit_key(&self) -> AuditKey {
+        self.1.clone()
     }
 
     fn aad(device_id: &str, field: &str) -> Vec<u8> {

@@ -10,7 +10,7 @@ use keyward_sm::KeyFile;
 use keyward_sm::scp03::StaticKeys;
 use zeroize::Zeroizing;
 
-use crate::seal::MasterKey;
+use crate::seal::{AuditKey, MasterKey};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -72,6 +72,15 @@ impl DataDir {
         })?;
         let master = key_file(&dir.join("master.key"), &[("key", 32)])?;
         Ok(MasterKey::new(master.get("key").unwrap_or_default())?)
+    }
+
+    /// The audit chain's key of the data directory `dir`, if it has a master key (never
+    /// creates one: a tool that only reads or appends must not invent a key).
+    pub fn audit_key(dir: &Path) -> Result<Option<AuditKey>, SetupError> {
+        if !dir.join("master.key").exists() {
+            return Ok(None);
+        }
+        Ok(Some(Self::master_key(dir)?.audit_key()))
     }
 
     /// The default SQLite database in `dir`.

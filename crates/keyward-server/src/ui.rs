@@ -507,8 +507,10 @@ async fn audit(State(ui): State<Shared>, headers: HeaderMap) -> Response {
         (Err(e), _) => return internal(e),
     };
     let mut body = match verified {
-        Ok((n, head)) => format!(
-            r#"<p class="good">Hash chain intact: {n} events, head <code>{head}</code>.</p>"#
+        Ok(c) => format!(
+            r#"<p class="good">Hash chain intact: {} events, head <code>{}</code>.</p>"#,
+            c.events,
+            esc(&c.head)
         ),
         Err(e) => format!(
             r#"<p class="revoked">Hash chain broken: {}</p>"#,

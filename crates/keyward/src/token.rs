@@ -40,9 +40,17 @@ pub fn run(cmd: TokenCommand) -> anyhow::Result<()> {
                 .enable_all()
                 .build()?;
             let token = rt.block_on(async {
-                let db = keyward_server::db::Db::open(&url, 1)
+                let mut db = keyward_server::db::Db::open(&url, 1)
                     .await
                     .context("opening the database")?;
+                // The token's creation is an audit event, chained under the data directory's key.
+                match keyward_server::setup::DataDir::audit_key(&data_dir)? {
+                    Some(key) => db = db.with_audit_key(key),
+                    None => anyhow::bail!(
+                        "{} has no master.key: the audit event would not be chained under it (--data-dir names the server's data directory)",
+                        data_dir.display()
+                    ),
+                }
                 db.create_token(&name, &role)
                     .await
                     .context("creating the token")

@@ -193,10 +193,30 @@ fn suite(work: &Path, db_url: &str) {
     assert_eq!(seen, 100);
 
     // The audit log verifies; an edited, a deleted and a truncated log are each caught.
-    let verify = || keyward(&["audit", "verify", "--db", db_url], Path::new("."));
+    let data_dir = data.display().to_string();
+    let verify = || {
+        keyward(
+            &["audit", "verify", "--db", db_url, "--data-dir", &data_dir],
+            Path::new("."),
+        )
+    };
     let o = verify();
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("audit log intact"), "{}", text(&o));
+    // Without the data directory's key: order and links checked, content not (and said so).
+    let o = keyward(
+        &[
+            "audit",
+            "verify",
+            "--db",
+            db_url,
+            "--data-dir",
+            "/nonexistent",
+        ],
+        Path::new("."),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("their content was not"), "{}", text(&o));
     let sql = |q: String| {
         block(async {
             use sqlx::Connection;
@@ -223,6 +243,58 @@ fn suite(work: &Path, db_url: &str) {
     assert!(text(&verify()).contains("the newest were deleted"));
     sql("DELETE FROM audit WHERE seq = 5".into());
     assert!(text(&verify()).contains("event 5 is missing"));
+
+    // Someone with write access but without the data directory rewrites the log from its
+    // first event and recomputes every hash — unkeyed, or under a key of their own.
+    let events = block(db(db_url).audit_events()).unwrap();
+    for (i, e) in events.iter().enumerate() {
+        sql(format!(
+            "UPDATE audit SET seq = {} WHERE seq = {}",
+            i + 1,
+            e.seq
+        ));
+    }
+    let events = block(db(db_url).audit_events()).unwrap();
+    let forger = keyward_server::seal::MasterKey::new(&[7; 32])
+        .unwrap()
+        .audit_key();
+    for key in [None, Some(&forger)] {
+        let mut prev = keyward_server::db::AUDIT_GENESIS.to_string();
+        for (i, e) in events.iter().enumerate() {
+            let seq = i64::try_from(i).unwrap() + 1;
+            let detail = if seq == 2 {
+                "nothing happened"
+            } else {
+                e.detail.as_str()
+            };
+            let h = keyward_server::db::audit_hash(
+                key,
+                &prev,
+                seq,
+                e.at,
+                &e.event,
+                e.device_id.as_deref(),
+                detail,
+            );
+            sql(format!(
+                "UPDATE audit SET detail = '{}', prev_hash = '{prev}', hash = '{h}' WHERE seq = {seq}",
+                detail.replace('\'', "''"),
+            ));
+            prev = h;
+        }
+        sql(format!(
+            "UPDATE counters SET value = {} WHERE name = 'audit'",
+            events.len()
+        ));
+        let o = verify();
+        assert!(!o.status.success(), "{}", text(&o));
+        let expect = if key.is_none() {
+            "event 1 is not chained under this installation's audit key"
+        } else {
+            "event 1 was changed"
+        };
+        assert!(text(&o).contains(expect), "{}", text(&o));
+    }
 }
 
 #[test]
