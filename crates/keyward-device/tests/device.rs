@@ -327,7 +327,7 @@ fn tls_client_authentication_with_openssl_s_server() {
         .arg(&root_pem)
         .args([
             "-Verify",
-            "2",
+            "1",
             "-verify_return_error",
             "-www",
             "-naccept",
