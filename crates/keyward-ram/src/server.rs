@@ -212,6 +212,15 @@ pub struct SessionRecord {
     pub outcome: Option<Result<(), String>>,
 }
 
+/// Where ended sessions go beyond the engine's memory (a database shared by replicas). Called
+/// once per session as it ends, and awaited before the device hears the outcome.
+pub trait SessionSink: Send + Sync + 'static {
+    fn ended(
+        &self,
+        record: SessionRecord,
+    ) -> Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>>;
+}
+
 /// How many ended sessions the journal keeps (the running ones are always in it).
 const JOURNAL_ENDED: usize = 200;
 
@@ -238,6 +247,7 @@ pub struct Engine {
     sessions: Mutex<HashMap<String, Arc<Slot>>>,
     /// Running and recently ended sessions, oldest first.
     journal: Mutex<std::collections::VecDeque<Arc<Mutex<SessionRecord>>>>,
+    sink: Option<Arc<dyn SessionSink>>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -248,8 +258,16 @@ impl Engine {
             services: HashMap::new(),
             sessions: Mutex::new(HashMap::new()),
             journal: Mutex::new(std::collections::VecDeque::new()),
+            sink: None,
             metrics: Arc::new(Metrics::default()),
         }
+    }
+
+    /// Hands every ended session to `sink` as well.
+    #[must_use]
+    pub fn session_sink(mut self, sink: Arc<dyn SessionSink>) -> Self {
+        self.sink = Some(sink);
+        self
     }
 
     /// Running and recently ended sessions, newest first.
@@ -386,10 +404,14 @@ impl Engine {
             let m = &engine.metrics;
             m.duration_us_sum
                 .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-            {
+            let ended = {
                 let mut r = record.lock().unwrap_or_else(|p| p.into_inner());
                 r.ended_at = Some(unix_now());
                 r.outcome = Some(result.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+                r.clone()
+            };
+            if let Some(sink) = &engine.sink {
+                sink.ended(ended).await;
             }
             match result {
                 Ok(()) => {

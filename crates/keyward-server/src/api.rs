@@ -412,9 +412,9 @@ async fn sessions(
     headers: HeaderMap,
 ) -> ApiResult<Vec<SessionView>> {
     caller(&p, &headers).await?;
+    let records = crate::sessions::list(&engine, &p.db, 200).await?;
     Ok(Json(
-        engine
-            .sessions()
+        records
             .into_iter()
             .map(|r| SessionView {
                 reference: r.reference,
@@ -433,7 +433,8 @@ async fn sessions(
     ))
 }
 
-/// `/api/v1/sessions`: the RAMoverHTTP engine's running and recent sessions.
+/// `/api/v1/sessions`: this replica's running RAMoverHTTP sessions and the recently ended ones
+/// of every replica.
 pub fn sessions_router(p: Arc<Provisioner>, engine: Arc<keyward_ram::server::Engine>) -> Router {
     Router::new()
         .route(&format!("/api/v1{}", PATHS[8]), get(sessions))

@@ -7,6 +7,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use keyward_ram::server::SessionRecord;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 use subtle::ConstantTimeEq as _;
@@ -14,7 +15,7 @@ use subtle::ConstantTimeEq as _;
 pub use crate::seal::AuditKey;
 
 /// The schema this build reads and writes.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// Migrations in order; each runs in one transaction with its version row.
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -22,6 +23,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../migrations/0002_certificates.sql")),
     (3, include_str!("../migrations/0003_audit_chain.sql")),
     (4, include_str!("../migrations/0004_api_tokens.sql")),
+    (5, include_str!("../migrations/0005_sessions.sql")),
 ];
 
 /// The hash before the first audit event.
@@ -917,6 +919,51 @@ impl Db {
             head: prev,
             content_unchecked,
         })
+    }
+
+    /// Records an ended RAMoverHTTP session.
+    pub async fn record_session(&self, s: &SessionRecord) -> Result<(), DbError> {
+        let _w = self.writer().await;
+        let failure = match &s.outcome {
+            Some(Err(e)) => Some(e.as_str()),
+            _ => None,
+        };
+        sqlx::query(
+            "INSERT INTO sessions (reference, service, started_at, ended_at, batches, failure) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&s.reference)
+        .bind(&s.service)
+        .bind(s.started_at)
+        .bind(s.ended_at.unwrap_or_else(now))
+        .bind(i64::try_from(s.batches).unwrap_or(i64::MAX))
+        .bind(failure)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The `limit` most recently ended sessions, newest first.
+    pub async fn recent_sessions(&self, limit: i64) -> Result<Vec<SessionRecord>, DbError> {
+        let rows = sqlx::query(
+            "SELECT reference, service, started_at, ended_at, batches, failure FROM sessions ORDER BY ended_at DESC, reference LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let failure: Option<String> = r.try_get("failure")?;
+                Ok(SessionRecord {
+                    reference: r.try_get("reference")?,
+                    service: r.try_get("service")?,
+                    started_at: r.try_get("started_at")?,
+                    ended_at: Some(r.try_get("ended_at")?),
+                    batches: u64::try_from(r.try_get::<i64, _>("batches")?).unwrap_or(0),
+                    outcome: Some(failure.map_or(Ok(()), Err)),
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(DbError::from)
     }
 
     /// Revoked certificates: serial (hex), when, why.

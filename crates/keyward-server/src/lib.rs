@@ -11,6 +11,7 @@ pub mod produce;
 pub mod profile;
 pub mod provision;
 pub mod seal;
+pub mod sessions;
 pub mod setup;
 pub mod ui;
 pub mod x509_ca;

@@ -235,7 +235,11 @@ async fn dashboard(State(ui): State<Shared>, headers: HeaderMap) -> Response {
         body.push_str(
             "<h2>Recent sessions</h2><table id=\"sessions\"><tr><th>Reference</th><th>Service</th><th>Started</th><th>Batches</th><th>State</th></tr>",
         );
-        for s in engine.sessions().into_iter().take(15) {
+        let recent = match crate::sessions::list(engine, &ui.p.db, 15).await {
+            Ok(r) => r,
+            Err(e) => return internal(e),
+        };
+        for s in recent.into_iter().take(15) {
             let state = match &s.outcome {
                 None => "running".to_string(),
                 Some(Ok(())) => "completed".to_string(),

@@ -220,6 +220,9 @@ pub fn run(a: &ServerArgs) -> anyhow::Result<()> {
         });
         let engine = Arc::new(
             Engine::new(cfg)
+                .session_sink(Arc::new(keyward_server::sessions::DbSessions(
+                    provisioner.db.clone(),
+                )))
                 .service("diag", Diag)
                 .service("produce", ProductionService(Arc::new(producer)))
                 .service("provision", ProvisioningService(provisioner.clone())),
