@@ -55,6 +55,20 @@ expect_fail() {
   grep -qE -- "$re" <<<"$out" || { echo "$out"; fail "$d"; }; pass "$d"
 }
 
+# test_db NAME DATA-DIR: sets DB (and KEYWARD_DB) to a fresh PostgreSQL database NAME under
+# scripts/with-postgres, else to SQLite in DATA-DIR.
+test_db() {
+  if [ -n "${KEYWARD_TEST_POSTGRES_URL:-}" ]; then
+    psql "$KEYWARD_TEST_POSTGRES_URL" -qc "DROP DATABASE IF EXISTS $1" -c "CREATE DATABASE $1" >/dev/null
+    DB=${KEYWARD_TEST_POSTGRES_URL%/*}/$1
+    echo "# on PostgreSQL"
+  else
+    mkdir -p "$2"
+    DB=sqlite://$2/keyward.db
+  fi
+  export KEYWARD_DB=$DB
+}
+
 # pcscd: reuse a running one (only one can run per machine), else start our own (stopped on exit).
 PCSCD_PID=
 start_pcscd() {
